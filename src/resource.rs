@@ -1,0 +1,233 @@
+//! The `PoolStatisticsWatch` custom resource: its spec, its status and the schema rules that
+//! reject bad input at admission, before the operator ever sees it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of every poolwatch resource.
+pub const GROUP: &str = "poolwatch.io";
+/// The one served and stored version.
+pub const VERSION: &str = "v1alpha1";
+
+/// ModelArts project and workspace ids: letters, digits, `-` and `_`, at most 64 characters.
+/// They end up in a URL path and query, so `/`, `?`, `%`, `.` and spaces are refused here
+/// rather than escaped into a request nobody meant to send.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+/// Huawei Cloud region names such as `cn-north-4` or `ap-southeast-1`.
+pub const REGION_PATTERN: &str = "^[a-z]{2,3}(-[a-z]+)+-[0-9]{1,3}$";
+/// An absolute `http(s)://host[:port]` URL. A path is let through the schema so that the
+/// operator can say precisely why it is wrong (a condition), instead of a bare regex mismatch.
+pub const ENDPOINT_PATTERN: &str = r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*)(:[0-9]{1,5})?(/[^\s?#]*)?$";
+/// A Kubernetes object name that is a DNS subdomain (RFC 1123), as Secrets require.
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A Go duration (`90s`, `5m`, `1h30m`), the format of `metav1.Duration` and of CEL's
+/// `duration()`, so the schema and the operator parse the same strings.
+pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// Default workspace, as ModelArts itself assumes when none is given.
+pub const DEFAULT_WORKSPACE_ID: &str = "0";
+/// Default polling interval.
+pub const DEFAULT_INTERVAL: &str = "5m";
+/// The shortest interval the schema accepts: ModelArts' counts change on the scale of minutes,
+/// and a faster poll only spends the user's API quota.
+pub const MINIMUM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What to watch: one ModelArts project and workspace, reached with the access keys in a Secret
+/// of the watch's own namespace.
+// Each printcolumn repeats the same keys (name, type_, …), which this lint takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "poolwatch.io",
+    version = "v1alpha1",
+    kind = "PoolStatisticsWatch",
+    plural = "poolstatisticswatches",
+    singular = "poolstatisticswatch",
+    shortname = "psw",
+    category = "modelarts",
+    namespaced,
+    status = "PoolStatisticsWatchStatus",
+    derive = "PartialEq",
+    doc = "Publishes the resource-pool statistics of one Huawei Cloud ModelArts project and workspace.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether the latest counts are fresh"
+    ),
+    printcolumn(
+        name = "Created",
+        type_ = "integer",
+        json_path = ".status.pools.created",
+        description = "Pools created"
+    ),
+    printcolumn(
+        name = "Creating",
+        type_ = "integer",
+        json_path = ".status.pools.creating",
+        description = "Pools being created"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.pools.failed",
+        description = "Pools that failed to be created in the last three days"
+    ),
+    printcolumn(
+        name = "Pending",
+        type_ = "integer",
+        json_path = ".status.pools.pending",
+        description = "Pools waiting, usually for payment"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Project",
+        type_ = "string",
+        json_path = ".status.projectId",
+        description = "Project id in use",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Workspace",
+        type_ = "string",
+        json_path = ".spec.workspaceId",
+        description = "Workspace id",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Deleting",
+        type_ = "integer",
+        json_path = ".status.pools.deleting",
+        description = "Pools being deleted",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        description = "Why Ready has its status",
+        priority = "1"
+    )
+)]
+#[x_kube(validation = Rule::new("has(self.region) || has(self.endpoint)")
+    .message("set spec.region (for example cn-north-4) or spec.endpoint (an https:// URL)")
+    .reason(Reason::FieldValueRequired))]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatisticsWatchSpec {
+    /// ModelArts project id. Resolved from the region through IAM when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = ID_PATTERN))]
+    pub project_id: Option<String>,
+
+    /// ModelArts workspace id; `0` is the default workspace.
+    #[serde(default = "default_workspace_id")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = ID_PATTERN))]
+    pub workspace_id: String,
+
+    /// Huawei Cloud region, for example `cn-north-4`. Gives the ModelArts and IAM endpoints
+    /// unless they are set explicitly. Needed unless `endpoint` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = REGION_PATTERN))]
+    pub region: Option<String>,
+
+    /// ModelArts endpoint, `https://host[:port]`, for other clouds and private clouds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = ENDPOINT_PATTERN))]
+    pub endpoint: Option<String>,
+
+    /// IAM endpoint for the project-id lookup, `https://host[:port]`; derived from the region
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = ENDPOINT_PATTERN))]
+    pub iam_endpoint: Option<String>,
+
+    /// The Secret, in this watch's namespace, holding `accessKeyId`, `secretAccessKey` and
+    /// optionally `securityToken`.
+    pub credentials_secret_ref: LocalSecretReference,
+
+    /// How often to poll, as a Go duration (`5m`, `1h30m`); at least `30s`.
+    #[serde(default = "default_interval")]
+    #[schemars(length(max = 64), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new(
+        "!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('30s')"
+    ).message("interval must be at least 30s"))]
+    pub interval: String,
+
+    /// Stop polling and keep the last status.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// A Secret in the same namespace as the object that names it. There is deliberately no
+/// `namespace` field: a watch must never read credentials from another namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct LocalSecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+}
+
+/// What the operator last observed, written only when it changes.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatisticsWatchStatus {
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Pool counts from the latest successful poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pools: Option<PoolCounts>,
+
+    /// ModelArts' `operationTime` for the counts shown, exactly as the API returned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_time: Option<String>,
+
+    /// The project id actually used, given in the spec or resolved through IAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+
+    /// `Ready`, `Stalled`, `Reconciling` and `PoolsHealthy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Resource pools by state. A count the API did not send stays absent rather than reading 0.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Pools being created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub creating: Option<i64>,
+    /// Pools created and running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub created: Option<i64>,
+    /// Pools that failed to be created in the last three days (ModelArts caps it at 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub failed: Option<i64>,
+    /// Pools waiting, usually yearly/monthly pools not paid yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub pending: Option<i64>,
+    /// Pools being deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub deleting: Option<i64>,
+}
+
+fn default_workspace_id() -> String {
+    DEFAULT_WORKSPACE_ID.to_owned()
+}
+
+fn default_interval() -> String {
+    DEFAULT_INTERVAL.to_owned()
+}
