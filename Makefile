@@ -6,6 +6,7 @@ SHELL := bash
 
 CARGO ?= cargo
 POOLWATCH_CACHE ?= $(HOME)/.cache/poolwatch
+export POOLWATCH_CACHE_DIR := $(POOLWATCH_CACHE)
 # Python tools (Huawei's SDK, manifest linters) live in a private virtualenv, never system-wide.
 PY_VENV := $(POOLWATCH_CACHE)/venv
 PYTHON := $(PY_VENV)/bin/python
@@ -50,8 +51,14 @@ $(PY_VENV)/.installed: tests/python-requirements.txt
 .PHONY: python-tools
 python-tools: $(PY_VENV)/.installed ## Install the pinned Python tools (Huawei SDK, linters).
 
+# End-to-end tests mostly wait (for polls, for the API server), so they run wider than the
+# machine's core count.
+TEST_THREADS ?= 16
+
 .PHONY: test
 test: python-tools ## Every check and test: format, lint, CRD drift, unit and integration tests.
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory crd-check
-	$(CARGO) test --locked --all-targets
+	@echo "==> Local control plane (the first start builds a Kubernetes API server: minutes)"
+	$(MAKE) --no-print-directory test-cluster
+	$(CARGO) test --locked --all-targets -- --test-threads=$(TEST_THREADS)

@@ -1,0 +1,284 @@
+//! A real Kubernetes API server for integration tests: started once per test run, shared by every
+//! test binary, with a fresh namespace per test.
+//!
+//! The control plane is the one `make test-cluster` runs (`tests/control-plane/up.sh`: etcd plus an
+//! API server built from upstream Kubernetes code; see `tests/control-plane/README.md`). The script
+//! is idempotent and serialises concurrent starts with a lock, so every test process simply calls
+//! it once. If it cannot start, the calling test fails with the script's explanation.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
+
+/// The project's CRD, applied to the control plane before any test uses it.
+pub const CRD_FILE: &str = "crds/poolstatisticswatches.poolwatch.io.yaml";
+/// The field manager the tests apply the CRD with.
+const CRD_MANAGER: &str = "poolwatch-tests";
+
+/// The running control plane: where its kubeconfig, tools and audit log are.
+#[derive(Debug)]
+pub struct ControlPlane {
+    pub repo_root: PathBuf,
+    pub state_dir: PathBuf,
+    /// Admin kubeconfig (client certificate in group `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// kubectl 1.35, the version the project supports, not whatever the machine has.
+    pub kubectl_path: PathBuf,
+    /// helm 4.
+    pub helm_path: PathBuf,
+    /// The API server's audit log: one JSON object per request, at Metadata level.
+    pub audit_log: PathBuf,
+}
+
+/// Starts the control plane (or finds the running one) and applies the CRD, once per process.
+/// Panics, and so fails the test, with the reason when that is impossible.
+pub fn control_plane() -> &'static ControlPlane {
+    static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+    CONTROL_PLANE.get_or_init(|| {
+        let control_plane = ControlPlane::start().unwrap_or_else(|reason| panic!("{reason}"));
+        control_plane
+            .apply_crd()
+            .unwrap_or_else(|reason| panic!("{reason}"));
+        control_plane
+    })
+}
+
+impl ControlPlane {
+    fn start() -> Result<Self, String> {
+        let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let state_dir = std::env::var_os("POOLWATCH_TEST_CLUSTER_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root.join("target/test-cluster"));
+        let script = repo_root.join("tests/control-plane/up.sh");
+        let started = Instant::now();
+        let output = Command::new(&script)
+            .current_dir(&repo_root)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!(
+                "the local control plane did not start ({}, after {:.0?}); its log:\n{log}",
+                output.status,
+                started.elapsed()
+            ));
+        }
+        // Shown only for failing tests (or with --nocapture): where the cluster is, how to use it.
+        eprintln!("{log}");
+        let bin = state_dir.join("bin");
+        Ok(Self {
+            kubeconfig: state_dir.join("kubeconfig"),
+            kubectl_path: bin.join("kubectl"),
+            helm_path: bin.join("helm"),
+            audit_log: state_dir.join("audit.log"),
+            repo_root,
+            state_dir,
+        })
+    }
+
+    /// Server-side applies the CRD and waits until it is Established (served).
+    fn apply_crd(&self) -> Result<(), String> {
+        let crd = self.repo_root.join(CRD_FILE);
+        run(self
+            .kubectl()
+            .args(["apply", "--server-side", "--force-conflicts"])
+            .args(["--field-manager", CRD_MANAGER, "-f"])
+            .arg(&crd))?;
+        run(self
+            .kubectl()
+            .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
+            .arg(&crd))?;
+        Ok(())
+    }
+
+    /// A `kubectl` command aimed at the control plane.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(&self.kubectl_path);
+        command.env("KUBECONFIG", &self.kubeconfig);
+        command
+    }
+
+    /// A `helm` command aimed at the control plane, with its state kept under the state dir.
+    /// Helm stores releases as Secrets (its default driver), as in a cluster.
+    pub fn helm(&self) -> Command {
+        let mut command = Command::new(&self.helm_path);
+        let home = self.state_dir.join("helm");
+        command
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .env_remove("HELM_DRIVER");
+        command
+    }
+
+    /// A client with the admin kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("the test kubeconfig is valid");
+        kube::Client::try_from(config).expect("a client from the test kubeconfig")
+    }
+
+    /// Every audit event logged so far, oldest first.
+    pub fn audit_events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.audit_log)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.audit_log.display()));
+        text.lines()
+            .filter_map(|line| serde_json::from_str(line).ok()) // a line being written is skipped
+            .collect()
+    }
+}
+
+/// A fresh namespace of its own for one test, and a client for it.
+pub struct TestNamespace {
+    pub name: String,
+    pub client: kube::Client,
+    pub control_plane: &'static ControlPlane,
+}
+
+impl TestNamespace {
+    /// Creates a namespace named after `test` plus a unique suffix.
+    pub async fn new(test: &str) -> Self {
+        let control_plane = control_plane();
+        let client = control_plane.client().await;
+        let name = unique_name(test);
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("poolwatch.io/test".to_owned(), "true".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        Self {
+            name,
+            client,
+            control_plane,
+        }
+    }
+
+    /// A `kubectl` command in this namespace.
+    pub fn kubectl(&self) -> Command {
+        let mut command = self.control_plane.kubectl();
+        command.args(["--namespace", &self.name]);
+        command
+    }
+
+    /// A `helm` command in this namespace.
+    pub fn helm(&self) -> Command {
+        let mut command = self.control_plane.helm();
+        command.args(["--namespace", &self.name]);
+        command
+    }
+
+    /// The audit events of requests on objects in this namespace, oldest first.
+    pub fn audit_events(&self) -> Vec<Value> {
+        self.control_plane
+            .audit_events()
+            .into_iter()
+            .filter(|event| event["objectRef"]["namespace"] == self.name.as_str())
+            .collect()
+    }
+
+    /// Polls this namespace's audit events until `done` holds for them (a request's line is
+    /// written just after its response) and returns them; panics after `timeout`.
+    pub async fn audit_events_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = self.audit_events();
+            if done(&events) {
+                return events;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the audit log did not show the expected requests in {timeout:?}; it has:\n{}",
+                    summarise(&events)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `verb resource[/subresource] name (code)` per event: readable failure messages.
+pub fn summarise(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            let object = &e["objectRef"];
+            let subresource = object["subresource"]
+                .as_str()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default();
+            format!(
+                "{} {}{} {} ({})",
+                e["verb"].as_str().unwrap_or("?"),
+                object["resource"].as_str().unwrap_or("?"),
+                subresource,
+                object["name"].as_str().unwrap_or(""),
+                e["responseStatus"]["code"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs a command to completion; its output is returned, or the failure explained.
+pub fn run(command: &mut Command) -> Result<String, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{command:?} failed ({}):\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// A DNS-label namespace name: `test` cleaned up, plus a suffix unique across processes and runs.
+fn unique_name(test: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let mut base: String = test
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    base.truncate(40);
+    let base = base.trim_matches('-');
+    format!(
+        "{base}-{:x}{}",
+        fastrand::u32(..) & 0xfffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The path of a file in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
