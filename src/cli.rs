@@ -18,12 +18,18 @@ pub struct Cli {
 pub enum Command {
     /// Print the PoolStatisticsWatch CustomResourceDefinition as YAML.
     Crd,
+    /// Call the ModelArts pool-statistics API once and print the result (checks credentials).
+    Fetch(crate::fetch::FetchArgs),
+    /// Serve a local ModelArts simulator (statistics and IAM project APIs) for tests and demos.
+    Simulator(crate::simulator::SimulatorArgs),
 }
 
 /// Runs the chosen subcommand and turns its outcome into the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd => print_crd(),
+        Command::Fetch(args) => crate::fetch::run(args).await,
+        Command::Simulator(args) => crate::simulator::run(args).await,
     }
 }
 

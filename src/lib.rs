@@ -3,4 +3,7 @@
 
 pub mod cli;
 pub mod crd;
+pub mod fetch;
+pub mod modelarts;
 pub mod resource;
+pub mod simulator;

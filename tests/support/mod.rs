@@ -1,3 +1,4 @@
 //! Support code shared by the integration tests.
 
 pub mod control_plane;
+pub mod simulator;

@@ -1,0 +1,22 @@
+//! The Huawei Cloud ModelArts client: signing, endpoints, errors and the pool-statistics call.
+//!
+//! Nothing here knows about Kubernetes. The controller and `poolwatch fetch` build a
+//! [`ModelArtsClient`] once, parse an [`Endpoint`] per target and call
+//! [`ModelArtsClient::pool_statistics`]; every failure comes back as a [`ModelArtsError`] whose
+//! [`ErrorClass`] drives condition reasons, metric labels and the retry policy.
+
+pub mod client;
+pub mod credentials;
+pub mod endpoint;
+pub mod error;
+pub mod signer;
+pub mod statistics;
+pub(crate) mod time;
+
+pub use client::{
+    ClientConfig, Clock, ModelArtsClient, Operation, RequestObserver, RequestRecord, RetryPolicy,
+};
+pub use credentials::Credentials;
+pub use endpoint::{Endpoint, EndpointError};
+pub use error::{ErrorClass, ModelArtsError, Service};
+pub use statistics::{MAX_BODY_BYTES, PoolStatistics};

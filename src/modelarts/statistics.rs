@@ -1,0 +1,201 @@
+//! The pool-statistics answer and its tolerant, bounded parser.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// The largest response body the client reads (1 MiB); the statistics answer is under 1 KiB.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Resource-pool counts by state, as ModelArts reported them.
+///
+/// Every count is optional: the published SDK model lacks `deleting`, and a future API may drop
+/// or add states. `operation_time` is kept as the API sent it (Go's `time.String()` format,
+/// e.g. `2025-03-27 11:48:55.446172146 +0000 UTC`), not reparsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatistics {
+    /// Pools being created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creating: Option<i64>,
+    /// Pools created and running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
+    /// Pools that failed to be created in the last three days (ModelArts caps it at 500).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<i64>,
+    /// Pools waiting, usually yearly/monthly pools not paid yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<i64>,
+    /// Pools being deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleting: Option<i64>,
+    /// When ModelArts computed the counts, verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_time: Option<String>,
+}
+
+/// Why a statistics body could not be used. The message says what was wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl PoolStatistics {
+    /// Parses a 200 body: `{"statistics": {"status": {...}}, "operationTime": "..."}`.
+    ///
+    /// Unknown keys are ignored; a missing `status` object or count is `None`; a count that is
+    /// not an integer, a missing `statistics` object, or a body that is not JSON is an error.
+    pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ParseError(format!(
+                "the body is {} bytes, more than the {MAX_BODY_BYTES}-byte limit",
+                body.len()
+            )));
+        }
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            if e.is_eof() {
+                ParseError(format!(
+                    "the body is truncated JSON ({} bytes): {e}",
+                    body.len()
+                ))
+            } else {
+                ParseError(format!("the body is not JSON: {e}"))
+            }
+        })?;
+        let Some(object) = value.as_object() else {
+            return Err(ParseError("the body is JSON but not an object".to_owned()));
+        };
+        let statistics = match object.get("statistics") {
+            Some(Value::Object(s)) => s,
+            Some(Value::Null) | None => {
+                return Err(ParseError(
+                    "the body has no `statistics` object: is the endpoint a ModelArts endpoint?"
+                        .to_owned(),
+                ));
+            }
+            Some(_) => {
+                return Err(ParseError("`statistics` is not an object".to_owned()));
+            }
+        };
+        let empty = serde_json::Map::new();
+        let status = match statistics.get("status") {
+            Some(Value::Object(s)) => s,
+            Some(Value::Null) | None => &empty,
+            Some(_) => {
+                return Err(ParseError(
+                    "`statistics.status` is not an object".to_owned(),
+                ));
+            }
+        };
+        let count = |name: &str| -> Result<Option<i64>, ParseError> {
+            match status.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+                    ParseError(format!("`statistics.status.{name}` is {n}, not an integer"))
+                }),
+                Some(other) => Err(ParseError(format!(
+                    "`statistics.status.{name}` is {other}, not an integer"
+                ))),
+            }
+        };
+        let operation_time = match object.get("operationTime") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        Ok(Self {
+            creating: count("creating")?,
+            created: count("created")?,
+            failed: count("failed")?,
+            pending: count("pending")?,
+            deleting: count("deleting")?,
+            operation_time,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses() {
+        let body = br#"{"statistics":{"status":{"created":9,"creating":0,"deleting":1,"failed":0,"pending":0}},
+            "operationTime":"2025-03-27 11:48:55.446172146 +0000 UTC"}"#;
+        assert_eq!(
+            PoolStatistics::parse(body),
+            Ok(PoolStatistics {
+                creating: Some(0),
+                created: Some(9),
+                failed: Some(0),
+                pending: Some(0),
+                deleting: Some(1),
+                operation_time: Some("2025-03-27 11:48:55.446172146 +0000 UTC".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn missing_counts_and_unknown_keys_are_tolerated() {
+        let body = br#"{"statistics":{"status":{"created":2,"scaling":4},"extra":[1]},"new":{}}"#;
+        let stats = PoolStatistics::parse(body);
+        assert_eq!(
+            stats,
+            Ok(PoolStatistics {
+                created: Some(2),
+                ..PoolStatistics::default()
+            })
+        );
+        assert_eq!(
+            PoolStatistics::parse(br#"{"statistics":{}}"#),
+            Ok(PoolStatistics::default())
+        );
+        assert_eq!(
+            PoolStatistics::parse(br#"{"statistics":{"status":{"failed":null}}}"#),
+            Ok(PoolStatistics::default())
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_clear_errors() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"", "truncated"),
+            (b"<html>502 Bad Gateway</html>", "not JSON"),
+            (br#"{"statistics":{"status":{"created":9"#, "truncated"),
+            (b"[1,2]", "not an object"),
+            (br#"{"error":"x"}"#, "no `statistics`"),
+            (br#"{"statistics":[]}"#, "not an object"),
+            (
+                br#"{"statistics":{"status":{"created":"9"}}}"#,
+                "not an integer",
+            ),
+            (
+                br#"{"statistics":{"status":{"created":1.5}}}"#,
+                "not an integer",
+            ),
+        ];
+        for (body, expected) in cases {
+            match PoolStatistics::parse(body) {
+                Err(ParseError(msg)) => assert!(msg.contains(expected), "{msg}"),
+                Ok(s) => panic!("{:?} parsed as {s:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_body_is_refused_before_parsing() {
+        let body = vec![b' '; MAX_BODY_BYTES + 1];
+        let err = PoolStatistics::parse(&body);
+        assert!(matches!(err, Err(ParseError(m)) if m.contains("limit")));
+    }
+
+    #[test]
+    fn serialises_camel_case_without_absent_counts() {
+        let stats = PoolStatistics {
+            created: Some(9),
+            operation_time: Some("t".into()),
+            ..PoolStatistics::default()
+        };
+        let json = serde_json::to_string(&stats).unwrap_or_default();
+        assert_eq!(json, r#"{"created":9,"operationTime":"t"}"#);
+    }
+}

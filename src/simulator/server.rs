@@ -1,0 +1,578 @@
+//! The simulator's HTTP side: Huawei's two APIs behind a gateway-like signature check, and the
+//! admin API under `/_simulator/`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde_json::{Value, json};
+
+use super::fault::{Api, Fault, FaultKind, default_error};
+use super::setup::PoolCounts;
+use super::state::{Lookup, RequestFilter, RequestKey, State as SimState};
+use crate::modelarts::Clock;
+use crate::modelarts::signer::{self, Authorization, MAX_CLOCK_SKEW, SdkDate};
+use crate::modelarts::time::go_time_string;
+
+/// Largest request body the simulator reads (the real APIs here take none).
+const MAX_REQUEST_BODY: usize = 1 << 20;
+
+/// What every handler shares.
+pub(crate) struct App {
+    pub state: Arc<SimState>,
+    pub clock: Clock,
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let admin = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/stats", get(admin_stats))
+        .route("/requests", get(admin_requests))
+        .route("/counts", get(admin_counts))
+        .route(
+            "/counts/{project}/{workspace}",
+            put(admin_set_counts).delete(admin_remove_counts),
+        )
+        .route(
+            "/faults",
+            get(admin_faults)
+                .post(admin_inject)
+                .delete(admin_clear_faults),
+        )
+        .route("/faults/{id}", delete(admin_remove_fault))
+        .route("/reset", post(admin_reset));
+    Router::new()
+        .nest("/_simulator", admin)
+        .fallback(gateway)
+        .with_state(app)
+}
+
+/// Decrements the in-flight gauge when a request ends, however it ends.
+struct InFlight(Arc<SimState>);
+
+impl InFlight {
+    fn enter(state: &Arc<SimState>) -> Self {
+        state.enter();
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+fn request_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+fn json_body(status: StatusCode, body: &Value, request_id: &str) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    response
+}
+
+fn error_body(status: u16, code: &str, msg: &str, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_body(
+        status,
+        &json!({"error_code": code, "error_msg": msg, "request_id": request_id}),
+        request_id,
+    )
+}
+
+/// What the request asked for, as far as counters and faults care.
+struct Target {
+    api: Api,
+    project: Option<String>,
+    workspace: Option<String>,
+}
+
+fn target(method: &Method, path: &str, query: &[(String, String)]) -> Target {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    let get = method == Method::GET;
+    match segments.as_slice() {
+        ["", "v2", project, "statistics", "pools"] if get => Target {
+            api: Api::Statistics,
+            project: Some((*project).to_owned()),
+            workspace: Some(
+                query
+                    .iter()
+                    .find(|(k, _)| k == "workspaceId")
+                    .map_or_else(|| "0".to_owned(), |(_, v)| v.clone()),
+            ),
+        },
+        ["", "v3", "projects"] if get => Target {
+            api: Api::Iam,
+            project: query
+                .iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.clone()),
+            workspace: None,
+        },
+        _ => Target {
+            api: Api::Other,
+            project: None,
+            workspace: None,
+        },
+    }
+}
+
+/// Checks the SDK-HMAC-SHA256 signature as the gateway does. `Ok` holds the access key id;
+/// `Err` the access key id named (if any) and the gateway's message.
+fn authenticate(
+    app: &App,
+    method: &Method,
+    path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, (Option<String>, String)> {
+    const PREFIX: &str = "Incorrect IAM authentication information";
+    let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Authorization::parse)
+    else {
+        return Err((
+            None,
+            format!("{PREFIX}: the Authorization header is missing or is not SDK-HMAC-SHA256"),
+        ));
+    };
+    let access = Some(auth.access.clone());
+    let header_text = |name: &str| -> Option<String> {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    let Some(date) = header_text(signer::HEADER_SDK_DATE).and_then(|d| SdkDate::parse(d.trim()))
+    else {
+        return Err((
+            access,
+            format!("{PREFIX}: X-Sdk-Date is missing or not in the YYYYMMDDTHHMMSSZ format"),
+        ));
+    };
+    let setup_skew = app.state.setup().max_clock_skew.unwrap_or(MAX_CLOCK_SKEW);
+    let now = SdkDate::from_system_time(app.clock.now());
+    if date.distance(now) > setup_skew {
+        return Err((
+            access,
+            format!(
+                "{PREFIX}: X-Sdk-Date {date} is more than {} away from the server time {now}",
+                humantime::format_duration(setup_skew)
+            ),
+        ));
+    }
+    let Some(key) = app.state.key(&auth.access) else {
+        return Err((
+            access,
+            format!("{PREFIX}: Get secretKey failed,ak:******,err:ak not exist"),
+        ));
+    };
+    let signed: Vec<String> = auth.signed_headers.clone();
+    if !signed.iter().any(|h| h == "host") || !signed.iter().any(|h| h == "x-sdk-date") {
+        return Err((
+            access,
+            format!("{PREFIX}: verify aksk signature fail, host and x-sdk-date must be signed"),
+        ));
+    }
+    let sent_token = header_text(signer::HEADER_SECURITY_TOKEN);
+    match (&key.security_token, &sent_token) {
+        (Some(expected), Some(sent)) => {
+            let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
+                expected.as_bytes(),
+                sent.trim().as_bytes(),
+            )
+            .is_ok();
+            if !equal || !signed.iter().any(|h| h == "x-security-token") {
+                return Err((
+                    access,
+                    format!("{PREFIX}: the security token is invalid or not signed"),
+                ));
+            }
+        }
+        (Some(_), None) => {
+            return Err((
+                access,
+                format!("{PREFIX}: temporary credentials need the X-Security-Token header"),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err((
+                access,
+                format!("{PREFIX}: the security token is invalid for a permanent access key"),
+            ));
+        }
+        (None, None) => {}
+    }
+    let pairs: Vec<(String, String)> = signed
+        .iter()
+        .map(|name| (name.clone(), header_text(name).unwrap_or_default()))
+        .collect();
+    let to_sign = signer::headers_to_sign(&pairs);
+    let payload = if body.is_empty() {
+        signer::EMPTY_PAYLOAD_HASH.to_owned()
+    } else {
+        match header_text(signer::HEADER_CONTENT_SHA256) {
+            Some(v) if signed.iter().any(|h| h == "x-sdk-content-sha256") => v,
+            _ => signer::payload_hash(body),
+        }
+    };
+    let query = signer::canonical_query(&signer::parse_query(raw_query));
+    let canonical = signer::canonical_request(
+        method.as_str(),
+        &signer::canonical_uri(path),
+        &query,
+        &to_sign,
+        &payload,
+    );
+    let expected = signer::signature(
+        &key.secret_access_key,
+        &signer::string_to_sign(date, &canonical),
+    );
+    let matches = aws_lc_rs::constant_time::verify_slices_are_equal(
+        expected.as_bytes(),
+        auth.signature.as_bytes(),
+    )
+    .is_ok();
+    if matches && to_sign.len() == signed.len() {
+        Ok(auth.access)
+    } else {
+        // Like the gateway: the canonical request it computed, `|` for newlines. It holds the
+        // security token when one was signed, as the real gateway's message does.
+        Err((
+            access,
+            format!(
+                "{PREFIX}: verify aksk signature fail, SignedHeaders={}, CanonicalRequest: {}",
+                auth.signed_headers.join(";"),
+                canonical.replace('\n', "|")
+            ),
+        ))
+    }
+}
+
+async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
+    let _in_flight = InFlight::enter(&app.state);
+    let (parts, body) = request.into_parts();
+    let request_id = request_id();
+    let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_body(413, "APIGW.0201", "Request entity too large", &request_id);
+        }
+    };
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let query = signer::parse_query(&raw_query);
+    let target = target(&parts.method, &path, &query);
+    let record = |access_key_id: Option<String>, status: u16| {
+        app.state.record(RequestKey {
+            api: target.api,
+            project: target.project.clone(),
+            workspace: target.workspace.clone(),
+            access_key_id,
+            status,
+        });
+    };
+    if target.api == Api::Other {
+        let ak = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Authorization::parse)
+            .map(|a| a.access);
+        record(ak, 404);
+        return error_body(
+            404,
+            "APIGW.0101",
+            "The API does not exist or has not been published in the environment",
+            &request_id,
+        );
+    }
+    let access_key_id = match authenticate(
+        &app,
+        &parts.method,
+        &path,
+        &raw_query,
+        &parts.headers,
+        &body,
+    ) {
+        Ok(ak) => ak,
+        Err((ak, msg)) => {
+            // Only the gist: the full message can hold the canonical request and its token.
+            let gist = msg.split(", SignedHeaders=").next().unwrap_or_default();
+            tracing::info!(api = target.api.as_str(), "refused a request: {gist}");
+            record(ak, 401);
+            return error_body(401, "APIGW.0301", &msg, &request_id);
+        }
+    };
+    let fault = app.state.take_fault(
+        target.api,
+        target.project.as_deref(),
+        target.workspace.as_deref(),
+        Some(&access_key_id),
+    );
+    let normal = || answer(&app, &target, &request_id);
+    let (status, response) = match fault.map(|f| f.kind) {
+        None => normal(),
+        Some(FaultKind::Latency { millis }) => {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            normal()
+        }
+        Some(FaultKind::Status {
+            status,
+            error_code,
+            error_msg,
+            retry_after,
+        }) => {
+            let (code, msg) = default_error(status);
+            let mut response = error_body(
+                status,
+                error_code.as_deref().unwrap_or(code),
+                error_msg.as_deref().unwrap_or(msg),
+                &request_id,
+            );
+            if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            (status, response)
+        }
+        Some(FaultKind::Hang) => {
+            record(Some(access_key_id), 0);
+            std::future::pending::<()>().await;
+            return StatusCode::REQUEST_TIMEOUT.into_response();
+        }
+        Some(FaultKind::Truncated) => {
+            let (status, response) = normal();
+            let (parts, body) = response.into_parts();
+            let full = axum::body::to_bytes(body, MAX_REQUEST_BODY)
+                .await
+                .unwrap_or_default();
+            let half = full.slice(..full.len() / 2);
+            // Send half, give it time to reach the client, then break the connection.
+            let chunks = futures::stream::unfold(Some(half), |half| async move {
+                match half {
+                    Some(half) => Some((Ok(half), None)),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let broken = std::io::Error::other("body truncated by a simulator fault");
+                        Some((Err(broken), None))
+                    }
+                }
+            });
+            let mut response = Response::from_parts(parts, Body::from_stream(chunks));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(full.len()));
+            (status, response)
+        }
+        Some(FaultKind::Oversized { bytes }) => (200, oversized(bytes, &request_id)),
+        Some(FaultKind::InvalidJson) => {
+            let mut response = json_body(StatusCode::OK, &Value::Null, &request_id);
+            *response.body_mut() = Body::from("<html><body>502 Bad Gateway</body></html>");
+            (200, response)
+        }
+        Some(FaultKind::WrongShape) => (
+            200,
+            json_body(
+                StatusCode::OK,
+                &json!({"pools": [{"name": "pool-a", "status": "created"}], "total": 1}),
+                &request_id,
+            ),
+        ),
+        Some(FaultKind::Redirect { location }) => {
+            let mut response = error_body(302, "APIGW.0302", "Found", &request_id);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+            (302, response)
+        }
+    };
+    record(Some(access_key_id), status);
+    response
+}
+
+/// The answer of a healthy service.
+fn answer(app: &App, target: &Target, request_id: &str) -> (u16, Response) {
+    match target.api {
+        Api::Statistics => {
+            let project = target.project.as_deref().unwrap_or_default();
+            let workspace = target.workspace.as_deref().unwrap_or("0");
+            match app.state.lookup(project, workspace) {
+                Lookup::Counts(counts) => {
+                    let operation_time = app
+                        .state
+                        .setup()
+                        .operation_time
+                        .unwrap_or_else(|| go_time_string(app.clock.now()));
+                    let body = json!({
+                        "statistics": {"status": counts},
+                        "operationTime": operation_time,
+                    });
+                    (200, json_body(StatusCode::OK, &body, request_id))
+                }
+                Lookup::NoProject => (
+                    404,
+                    error_body(
+                        404,
+                        "ModelArts.50015001",
+                        &format!("Project {project} not found."),
+                        request_id,
+                    ),
+                ),
+                Lookup::NoWorkspace => (
+                    404,
+                    error_body(
+                        404,
+                        "ModelArts.50015001",
+                        &format!("Workspace {workspace} not found in project {project}."),
+                        request_id,
+                    ),
+                ),
+            }
+        }
+        Api::Iam => {
+            let projects: Vec<Value> = app
+                .state
+                .projects_named(target.project.as_deref())
+                .into_iter()
+                .map(|(id, name)| {
+                    json!({
+                        "id": id,
+                        "name": name,
+                        "domain_id": "simulateddomain0000000000000000",
+                        "enabled": true,
+                        "is_domain": false,
+                        "parent_id": "simulateddomain0000000000000000",
+                        "description": "",
+                        "links": {"self": format!("/v3/projects/{id}")},
+                    })
+                })
+                .collect();
+            let body = json!({"projects": projects, "links": {"self": "/v3/projects"}});
+            (200, json_body(StatusCode::OK, &body, request_id))
+        }
+        Api::Other => (
+            404,
+            error_body(
+                404,
+                "APIGW.0101",
+                "The API does not exist or has not been published in the environment",
+                request_id,
+            ),
+        ),
+    }
+}
+
+/// A chunked 200 body of `bytes` bytes that starts like a statistics answer, produced lazily.
+fn oversized(bytes: u64, request_id: &str) -> Response {
+    const CHUNK: u64 = 64 * 1024;
+    let head = br#"{"statistics":{"status":{"created":1}},"padding":""#;
+    let tail = br#""}"#;
+    let padding = bytes.saturating_sub((head.len() + tail.len()) as u64);
+    let stream = futures::stream::unfold((0_u64, 0_u8), move |(sent, stage)| async move {
+        match stage {
+            0 => Some((
+                Ok::<Bytes, std::io::Error>(Bytes::from_static(head)),
+                (0, 1),
+            )),
+            1 if sent < padding => {
+                let n = (padding - sent).min(CHUNK);
+                let chunk = Bytes::from(vec![b'a'; usize::try_from(n).unwrap_or(0)]);
+                Some((Ok(chunk), (sent + n, 1)))
+            }
+            1 => Some((Ok(Bytes::from_static(tail)), (sent, 2))),
+            _ => None,
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    response
+}
+
+async fn admin_stats(State(app): State<Arc<App>>) -> Response {
+    Json(app.state.stats()).into_response()
+}
+
+async fn admin_requests(
+    State(app): State<Arc<App>>,
+    Query(filter): Query<RequestFilter>,
+) -> Response {
+    Json(json!({"count": app.state.count(&filter)})).into_response()
+}
+
+async fn admin_counts(State(app): State<Arc<App>>) -> Response {
+    Json(json!({"projects": app.state.setup().projects})).into_response()
+}
+
+async fn admin_set_counts(
+    State(app): State<Arc<App>>,
+    Path((project, workspace)): Path<(String, String)>,
+    Json(counts): Json<PoolCounts>,
+) -> Response {
+    app.state.set_counts(&project, &workspace, counts);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_remove_counts(
+    State(app): State<Arc<App>>,
+    Path((project, workspace)): Path<(String, String)>,
+) -> Response {
+    if app.state.remove_counts(&project, &workspace) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+async fn admin_faults(State(app): State<Arc<App>>) -> Response {
+    Json(json!({"faults": app.state.faults()})).into_response()
+}
+
+async fn admin_inject(State(app): State<Arc<App>>, Json(fault): Json<Fault>) -> Response {
+    let id = app.state.inject(fault);
+    (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+}
+
+async fn admin_clear_faults(State(app): State<Arc<App>>) -> Response {
+    app.state.clear_faults();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_remove_fault(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response {
+    if app.state.remove_fault(id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+async fn admin_reset(State(app): State<Arc<App>>) -> Response {
+    app.state.reset();
+    StatusCode::NO_CONTENT.into_response()
+}

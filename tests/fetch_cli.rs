@@ -1,0 +1,591 @@
+//! `poolwatch fetch` and `poolwatch simulator` as users run them: the real binary against a
+//! simulator, checking output shapes, exit codes and that no secret is ever printed.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use poolwatch::modelarts::{Credentials, Endpoint};
+use poolwatch::simulator::{Fault, FaultKind, PoolCounts};
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::simulator::{self as sim, AK, PROJECT, REGION, SK, TOKEN};
+
+const BIN: &str = env!("CARGO_BIN_EXE_poolwatch");
+
+/// Runs `poolwatch fetch ARGS` with the given credential variables (and nothing inherited that
+/// could change the outcome), off the async runtime so the in-process simulator keeps serving.
+async fn fetch(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.arg("fetch").args(args);
+    for var in [
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output()).await;
+    match output {
+        Ok(Ok(output)) => output,
+        other => panic!("could not run {BIN}: {other:?}"),
+    }
+}
+
+const CREDS: [(&str, &str); 2] = [("HUAWEICLOUD_SDK_AK", AK), ("HUAWEICLOUD_SDK_SK", SK)];
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_no_secret(output: &Output) {
+    let (stdout, stderr) = text(output);
+    for secret in [SK, sim::TEMP_SK, TOKEN, "wrong-secret-value"] {
+        assert!(!stdout.contains(secret), "secret in stdout: {stdout}");
+        assert!(!stderr.contains(secret), "secret in stderr: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_output_is_exactly_the_documented_object() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--output",
+            "json",
+        ],
+        &CREDS,
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        value,
+        json!({
+            "projectId": PROJECT,
+            "workspaceId": "0",
+            "pools": {"creating": 0, "created": 9, "failed": 0, "pending": 0, "deleting": 1},
+            "operationTime": sim::OPERATION_TIME,
+        })
+    );
+    assert!(
+        stdout.starts_with(r#"{"projectId":"#),
+        "key order: {stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_output_omits_absent_counts() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--workspace-id",
+            "ws-partial",
+            "--output",
+            "json",
+        ],
+        &CREDS,
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(value["pools"], json!({"created": 3, "failed": 2}));
+    assert_eq!(value["workspaceId"], json!("ws-partial"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_output_is_the_default() {
+    let handle = sim::start().await;
+    handle.set_counts(PROJECT, "0", PoolCounts::new(2, 7, 1, 0, 0));
+    let url = handle.base_url();
+    let output = fetch(&["--endpoint", &url, "--project-id", PROJECT], &CREDS).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    for line in [
+        format!("Project    {PROJECT}"),
+        "Workspace  0".to_owned(),
+        format!("Time       {}", sim::OPERATION_TIME),
+        "STATE      POOLS".to_owned(),
+        "creating       2".to_owned(),
+        "created        7".to_owned(),
+        "failed         1".to_owned(),
+        "pending        0".to_owned(),
+        "deleting       0".to_owned(),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing {line:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn project_id_is_resolved_through_iam_when_absent() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--region",
+            REGION,
+            "--endpoint",
+            &url,
+            "--iam-endpoint",
+            &url,
+            "--output",
+            "json",
+        ],
+        &CREDS,
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(value["projectId"], json!(PROJECT));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn temporary_credentials_come_from_the_token_variable() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let env = [
+        ("HUAWEICLOUD_SDK_AK", sim::TEMP_AK),
+        ("HUAWEICLOUD_SDK_SK", sim::TEMP_SK),
+        ("HUAWEICLOUD_SDK_SECURITY_TOKEN", TOKEN),
+    ];
+    let output = fetch(&["--endpoint", &url, "--project-id", PROJECT], &env).await;
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert_no_secret(&output);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authentication_failure_exits_non_zero_with_status_code_message_and_request_id() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let env = [
+        ("HUAWEICLOUD_SDK_AK", AK),
+        ("HUAWEICLOUD_SDK_SK", "wrong-secret-value"),
+        ("RUST_LOG", "trace"),
+    ];
+    let output = fetch(&["--endpoint", &url, "--project-id", PROJECT], &env).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HTTP status: 401"), "{stderr}");
+    assert!(stderr.contains("error_code:  APIGW.0301"), "{stderr}");
+    assert!(
+        stderr.contains("error_msg:   Incorrect IAM authentication information"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("request id:  "), "{stderr}");
+    assert!(
+        stderr.contains("reason:      AuthenticationFailed"),
+        "{stderr}"
+    );
+    assert_no_secret(&output);
+    assert_eq!(handle.stats().total, 1, "a 401 is never retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_failure_prints_a_machine_readable_error() {
+    let handle = sim::start().await;
+    handle.inject(Fault::status(429).retry_after("30"));
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--output",
+            "json",
+        ],
+        &CREDS,
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(value["error"]["reason"], json!("Throttled"));
+    assert_eq!(value["error"]["status"], json!(429));
+    assert_eq!(value["error"]["errorCode"], json!("APIGW.0308"));
+    assert!(value["error"]["requestId"].is_string(), "{stdout}");
+    assert!(stderr.contains("wait 30s"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_appear_in_cli_output_even_at_trace_level() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let temp = [
+        ("HUAWEICLOUD_SDK_AK", sim::TEMP_AK),
+        ("HUAWEICLOUD_SDK_SK", "wrong-secret-value"),
+        ("HUAWEICLOUD_SDK_SECURITY_TOKEN", TOKEN),
+        ("RUST_LOG", "trace"),
+    ];
+    // A bad signature makes the gateway echo its canonical request, token included.
+    let output = fetch(&["--endpoint", &url, "--project-id", PROJECT], &temp).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output).1.contains("[REDACTED]"),
+        "{:?}",
+        text(&output)
+    );
+    assert_no_secret(&output);
+
+    handle.inject(Fault::status(500).times(3));
+    let traced = [CREDS[0], CREDS[1], ("RUST_LOG", "trace")];
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--output",
+            "json",
+        ],
+        &traced,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output).1.contains("retrying"), "{:?}", text(&output));
+    assert_no_secret(&output);
+
+    let output = fetch(
+        &[
+            "--region",
+            REGION,
+            "--iam-endpoint",
+            &url,
+            "--endpoint",
+            &url,
+        ],
+        &traced,
+    )
+    .await;
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert_no_secret(&output);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_never_shows_credential_values() {
+    let env = [
+        ("HUAWEICLOUD_SDK_AK", AK),
+        ("HUAWEICLOUD_SDK_SK", SK),
+        ("HUAWEICLOUD_SDK_SECURITY_TOKEN", TOKEN),
+    ];
+    let output = fetch(&["--help"], &env).await;
+    let (stdout, _) = text(&output);
+    assert!(output.status.success());
+    assert!(stdout.contains("HUAWEICLOUD_SDK_SK"), "{stdout}");
+    assert!(!stdout.contains(AK));
+    assert_no_secret(&output);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_credentials_name_the_variable() {
+    let output = fetch(&["--region", REGION, "--project-id", PROJECT], &[]).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("HUAWEICLOUD_SDK_AK is not set"), "{stderr}");
+    let output = fetch(
+        &["--region", REGION, "--project-id", PROJECT],
+        &[("HUAWEICLOUD_SDK_AK", AK)],
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("HUAWEICLOUD_SDK_SK is not set"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_flags_get_advice() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--project-id", PROJECT], "give --region"),
+        (
+            &["--region", "mars-1", "--project-id", PROJECT],
+            "pass --endpoint",
+        ),
+        (
+            &[
+                "--endpoint",
+                "http://modelarts.example.com",
+                "--project-id",
+                PROJECT,
+            ],
+            "--allow-http-endpoints",
+        ),
+        (
+            &[
+                "--endpoint",
+                "https://modelarts.example.com/v2",
+                "--project-id",
+                PROJECT,
+            ],
+            "drop the path",
+        ),
+        (
+            &["--endpoint", "https://modelarts.example.com"],
+            "give --project-id, or --region",
+        ),
+    ];
+    for (args, advice) in cases {
+        let output = fetch(args, &CREDS).await;
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(advice), "{args:?}: {stderr}");
+    }
+    let output = fetch(
+        &[
+            "--endpoint",
+            "https://modelarts.example.com",
+            "--project-id",
+            PROJECT,
+            "--ca-bundle",
+            "/nonexistent/ca.pem",
+        ],
+        &CREDS,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output).1.contains("--ca-bundle"),
+        "{:?}",
+        text(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_and_not_found_are_reported() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--workspace-id",
+            "nope",
+        ],
+        &CREDS,
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("ModelArts.50015001"), "{stderr}");
+    assert!(stderr.contains("reason:      ProjectNotFound"), "{stderr}");
+
+    handle.inject(Fault::new(FaultKind::Hang));
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--timeout",
+            "300ms",
+        ],
+        &CREDS,
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("reason:      Timeout"), "{stderr}");
+}
+
+/// Calls the simulator's admin API; returns the status and the JSON body (null when none).
+async fn send(method: Method, base: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{base}/_simulator{path}"));
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => panic!("admin API {path}: {e}"),
+    };
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A `poolwatch simulator` child process, killed on drop.
+struct SimulatorProcess {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for SimulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_simulator(config: &std::path::Path) -> SimulatorProcess {
+    let child = Command::new(BIN)
+        .args([
+            "simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-interval",
+            "100ms",
+            "--config",
+        ])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => panic!("could not start the simulator: {e}"),
+    };
+    let Some(stdout) = child.stdout.take() else {
+        panic!("no stdout")
+    };
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    let Some(base_url) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
+        let _ = child.kill();
+        panic!("unexpected first line {line:?}")
+    };
+    SimulatorProcess { child, base_url }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulator_subcommand_serves_its_config_and_reloads_it() {
+    let dir = std::env::temp_dir().join(format!("poolwatch-sim-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let config = dir.join("simulator.yaml");
+    let write = |created: i64| {
+        let text = format!(
+            "credentials:\n  - {{accessKeyId: {AK}, secretAccessKey: {SK}}}\n\
+             projects:\n  - id: {PROJECT}\n    region: {REGION}\n    workspaces:\n      \"0\": {{created: {created}, failed: 0}}\n"
+        );
+        if let Err(e) = std::fs::write(&config, text) {
+            panic!("cannot write {}: {e}", config.display());
+        }
+    };
+    write(4);
+    let process = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || spawn_simulator(&config)
+    })
+    .await;
+    let Ok(process) = process else {
+        panic!("spawn failed")
+    };
+    let Ok(endpoint) = Endpoint::parse(&process.base_url, false) else {
+        panic!("bad address {}", process.base_url)
+    };
+    let client = sim::client();
+    let creds = Credentials::new(AK, SK);
+    let stats = client
+        .pool_statistics(&endpoint, &creds, PROJECT, "0")
+        .await;
+    assert_eq!(stats.map(|s| s.created), Ok(Some(4)));
+
+    write(11);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = client
+            .pool_statistics(&endpoint, &creds, PROJECT, "0")
+            .await;
+        if stats.as_ref().map(|s| s.created) == Ok(Some(11)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the config was not reloaded: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The admin API: faults, counters, counts and reset, as other processes drive it.
+    let base = process.base_url.clone();
+    let status = send(
+        Method::POST,
+        &base,
+        "/faults",
+        Some(json!({"kind": "status", "status": 503, "times": 1})),
+    )
+    .await;
+    assert_eq!(status.0, 201);
+    let ok = client
+        .pool_statistics(&endpoint, &creds, PROJECT, "0")
+        .await;
+    assert!(ok.is_ok(), "one 503 is retried away: {ok:?}");
+    assert_eq!(
+        send(Method::GET, &base, "/requests?status=503", None)
+            .await
+            .1,
+        json!({"count": 1})
+    );
+    let put = send(
+        Method::PUT,
+        &base,
+        &format!("/counts/{PROJECT}/ws-new"),
+        Some(json!({"created": 1, "deleting": 2})),
+    )
+    .await;
+    assert_eq!(put.0, 204);
+    let stats = client
+        .pool_statistics(&endpoint, &creds, PROJECT, "ws-new")
+        .await;
+    assert_eq!(
+        stats.map(|s| (s.created, s.deleting)),
+        Ok((Some(1), Some(2)))
+    );
+    let (_, stats) = send(Method::GET, &base, "/stats", None).await;
+    assert!(stats["total"].as_u64().unwrap_or(0) >= 4, "{stats}");
+    assert_eq!(stats["byStatus"]["503"], json!(1), "{stats}");
+    assert_eq!(send(Method::POST, &base, "/reset", None).await.0, 204);
+    let (_, stats) = send(Method::GET, &base, "/stats", None).await;
+    assert_eq!(stats["total"], json!(0));
+    drop(process);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulator_prints_an_example_config() {
+    let output = tokio::task::spawn_blocking(|| {
+        Command::new(BIN)
+            .args(["simulator", "--example-config"])
+            .output()
+    })
+    .await;
+    let Ok(Ok(output)) = output else {
+        panic!("could not run the simulator")
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(
+        poolwatch::simulator::SimulatorSetup::parse(&stdout).is_ok(),
+        "{stdout}"
+    );
+}

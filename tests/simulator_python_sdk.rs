@@ -1,0 +1,192 @@
+//! The simulator checked by an independent client: Huawei Cloud's official Python SDK
+//! (`huaweicloudsdkmodelarts`' `show_pool_statistics`, `huaweicloudsdkcore`'s signer and IAM
+//! project lookup) gets the right answers and the right errors from it.
+//!
+//! Needs the SDK that `make python-tools` installs; `make test` exports its interpreter as
+//! `POOLWATCH_PYTHON`. Without it the test fails and says so: it is never skipped.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::simulator::{self as sim, AK, OTHER_PROJECT, PROJECT, SK};
+
+/// Calls the simulator through the SDK in several ways and prints one JSON object per call.
+const SCRIPT: &str = r#"
+import json, logging, os, sys
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import ServiceResponseException
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkcore.region.region import Region
+from huaweicloudsdkmodelarts.v1 import ModelArtsClient, ShowPoolStatisticsRequest
+
+url = os.environ["SIM_URL"]
+config = HttpConfig.get_default_config()
+config.timeout = (5, 10)
+results = []
+
+def call(name, credentials, workspace, region=None):
+    builder = ModelArtsClient.new_builder().with_http_config(config).with_credentials(credentials)
+    builder = builder.with_region(Region(region, url)) if region else builder.with_endpoints([url])
+    try:
+        client = builder.build()
+        request = ShowPoolStatisticsRequest(workspace_id=workspace) if workspace else ShowPoolStatisticsRequest()
+        response = client.show_pool_statistics(request)
+        status = response.statistics.status
+        results.append({"name": name, "ok": True, "httpStatus": response.status_code,
+                        "creating": status.creating, "created": status.created,
+                        "failed": status.failed, "pending": status.pending,
+                        "operationTime": response.operation_time,
+                        "projectId": credentials.project_id})
+    except ServiceResponseException as e:
+        results.append({"name": name, "ok": False, "httpStatus": e.status_code,
+                        "errorCode": e.error_code, "errorMsg": e.error_msg,
+                        "requestId": e.request_id})
+
+env = os.environ
+call("explicit_project", BasicCredentials(env["SIM_AK"], env["SIM_SK"], env["SIM_PROJECT"]), "0")
+call("default_workspace", BasicCredentials(env["SIM_AK"], env["SIM_SK"], env["SIM_PROJECT"]), None)
+call("partial_counts", BasicCredentials(env["SIM_AK"], env["SIM_SK"], env["SIM_PROJECT"]), "ws-partial")
+call("iam_resolved_project",
+     BasicCredentials(env["SIM_AK"], env["SIM_SK"]).with_iam_endpoint(url), "0", region=env["SIM_OTHER_REGION"])
+call("temporary_credentials",
+     BasicCredentials(env["SIM_TEMP_AK"], env["SIM_TEMP_SK"], env["SIM_PROJECT"]).with_security_token(env["SIM_TOKEN"]), "0")
+call("wrong_secret", BasicCredentials(env["SIM_AK"], "wrong-secret", env["SIM_PROJECT"]), "0")
+call("unknown_workspace", BasicCredentials(env["SIM_AK"], env["SIM_SK"], env["SIM_PROJECT"]), "no-such-workspace")
+call("throttled", BasicCredentials(env["SIM_AK"], env["SIM_SK"], env["SIM_PROJECT"]), "throttled-ws")
+print(json.dumps(results))
+"#;
+
+fn python() -> String {
+    match std::env::var("POOLWATCH_PYTHON") {
+        Ok(path) if !path.is_empty() => path,
+        _ => panic!(
+            "POOLWATCH_PYTHON is not set: this test runs Huawei Cloud's official Python SDK against \
+             the simulator. Run it through `make test`, or run `make python-tools` and set \
+             POOLWATCH_PYTHON=$HOME/.cache/poolwatch/venv/bin/python"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn official_python_sdk_gets_the_right_answers_from_the_simulator() {
+    let python = python();
+    let handle = sim::start().await;
+    handle.set_counts(PROJECT, "throttled-ws", Default::default());
+    handle.inject(
+        poolwatch::simulator::Fault::status(429)
+            .for_workspace("throttled-ws")
+            .retry_after("3"),
+    );
+    let mut command = Command::new(&python);
+    command
+        .args(["-c", SCRIPT])
+        .env("SIM_URL", handle.base_url())
+        .env("SIM_AK", AK)
+        .env("SIM_SK", SK)
+        .env("SIM_TEMP_AK", sim::TEMP_AK)
+        .env("SIM_TEMP_SK", sim::TEMP_SK)
+        .env("SIM_TOKEN", sim::TOKEN)
+        .env("SIM_PROJECT", PROJECT)
+        .env("SIM_OTHER_REGION", sim::OTHER_REGION)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env_remove("HUAWEICLOUD_SDK_IAM_ENDPOINT");
+    let output = tokio::task::spawn_blocking(move || command.output()).await;
+    let output = match output {
+        Ok(Ok(output)) => output,
+        other => panic!("could not run {python}: {other:?}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK script failed (is the SDK installed? `make python-tools`):\n{stderr}"
+    );
+    let results: Value = match serde_json::from_str(stdout.trim()) {
+        Ok(v) => v,
+        Err(e) => panic!("the SDK script printed no JSON ({e}):\n{stdout}\n{stderr}"),
+    };
+    let by_name = |name: &str| -> Value {
+        results
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let counts = |r: &Value| {
+        json!([
+            r["ok"],
+            r["httpStatus"],
+            r["creating"],
+            r["created"],
+            r["failed"],
+            r["pending"]
+        ])
+    };
+
+    let explicit = by_name("explicit_project");
+    assert_eq!(
+        counts(&explicit),
+        json!([true, 200, 0, 9, 0, 0]),
+        "{explicit}"
+    );
+    assert_eq!(explicit["operationTime"], json!(sim::OPERATION_TIME));
+    assert_eq!(
+        counts(&by_name("default_workspace")),
+        json!([true, 200, 0, 9, 0, 0])
+    );
+    let partial = by_name("partial_counts");
+    assert_eq!(
+        counts(&partial),
+        json!([true, 200, null, 3, 2, null]),
+        "{partial}"
+    );
+
+    let resolved = by_name("iam_resolved_project");
+    assert_eq!(
+        counts(&resolved),
+        json!([true, 200, 1, 2, 3, 4]),
+        "{resolved}"
+    );
+    assert_eq!(resolved["projectId"], json!(OTHER_PROJECT));
+
+    let temporary = by_name("temporary_credentials");
+    assert_eq!(
+        counts(&temporary),
+        json!([true, 200, 0, 9, 0, 0]),
+        "{temporary}"
+    );
+
+    let wrong = by_name("wrong_secret");
+    assert_eq!(wrong["ok"], json!(false), "{wrong}");
+    assert_eq!(wrong["httpStatus"], json!(401));
+    assert_eq!(wrong["errorCode"], json!("APIGW.0301"));
+    assert!(
+        wrong["requestId"].as_str().is_some_and(|id| !id.is_empty()),
+        "{wrong}"
+    );
+
+    let unknown = by_name("unknown_workspace");
+    assert_eq!(
+        json!([unknown["httpStatus"], unknown["errorCode"]]),
+        json!([404, "ModelArts.50015001"]),
+        "{unknown}"
+    );
+    // The SDK's HTTP layer retries 429 on its own and then reports the status alone.
+    let throttled = by_name("throttled");
+    assert_eq!(throttled["httpStatus"], json!(429), "{throttled}");
+    assert!(
+        handle.requests_served(&poolwatch::simulator::RequestFilter::default().with_status(429))
+            >= 1
+    );
+
+    // Every signed request was verified: only the deliberate failures were refused.
+    let stats = handle.stats();
+    assert_eq!(stats.by_status.get(&401), Some(&1), "{stats:?}");
+    assert!(
+        handle.requests_served(&poolwatch::simulator::RequestFilter::api(
+            poolwatch::simulator::Api::Iam
+        )) >= 1
+    );
+}
