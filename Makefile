@@ -20,6 +20,14 @@ CRD_FILE := crds/poolstatisticswatches.poolwatch.io.yaml
 help: ## List the commands.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
+.PHONY: demo
+demo: ## Run poolwatch end to end: local control plane, ModelArts simulator, two watches.
+	@examples/demo/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop the demo and the local control plane.
+	@examples/demo/demo.sh down
+
 .PHONY: build
 build: ## Build the poolwatch binary (debug).
 	$(CARGO) build --locked

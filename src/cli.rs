@@ -16,6 +16,8 @@ pub struct Cli {
 /// The subcommands of `poolwatch`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator: poll ModelArts for every PoolStatisticsWatch and write their status.
+    Run(crate::operator::RunArgs),
     /// Print the PoolStatisticsWatch CustomResourceDefinition as YAML.
     Crd,
     /// Call the ModelArts pool-statistics API once and print the result (checks credentials).
@@ -27,6 +29,13 @@ pub enum Command {
 /// Runs the chosen subcommand and turns its outcome into the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Run(args) => match crate::operator::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Crd => print_crd(),
         Command::Fetch(args) => crate::fetch::run(args).await,
         Command::Simulator(args) => crate::simulator::run(args).await,

@@ -1,4 +1,5 @@
 //! Support code shared by the integration tests.
 
 pub mod control_plane;
+pub mod operator;
 pub mod simulator;

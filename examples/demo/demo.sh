@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# `make demo`: poolwatch end to end on the local control plane against the ModelArts simulator.
+# `make demo-down` (this script with `down`) stops what it started.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DEMO_DIR=$ROOT/examples/demo
+STATE=$ROOT/target/demo
+POOLWATCH=$ROOT/target/debug/poolwatch
+BIN=$ROOT/target/test-cluster/bin
+export KUBECONFIG=$ROOT/target/test-cluster/kubeconfig
+NAMESPACE=poolwatch-demo
+
+say() { printf '\n==> %s\n' "$*"; }
+stop_pid() { # PIDFILE NAME
+  if [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; then
+    kill -TERM "$(cat "$1")"
+    for _ in $(seq 100); do kill -0 "$(cat "$1")" 2>/dev/null || break; sleep 0.1; done
+    echo "stopped $2"
+  fi
+  rm -f "$1"
+}
+
+if [ "${1:-}" = down ]; then
+  stop_pid "$STATE/operator.pid" "the operator"
+  stop_pid "$STATE/simulator.pid" "the simulator"
+  make -C "$ROOT" --no-print-directory test-cluster-down
+  exit 0
+fi
+
+mkdir -p "$STATE"
+say "Building poolwatch"
+cargo build --locked --quiet --manifest-path "$ROOT/Cargo.toml"
+
+say "Starting the local control plane (the first start builds a Kubernetes API server: minutes)"
+make -C "$ROOT" --no-print-directory test-cluster
+kubectl() { "$BIN/kubectl" "$@"; }
+
+say "Starting the ModelArts simulator (config: examples/demo/simulator.yaml)"
+stop_pid "$STATE/operator.pid" "the previous operator"
+stop_pid "$STATE/simulator.pid" "the previous simulator"
+cp "$DEMO_DIR/simulator.yaml" "$STATE/simulator.yaml"
+"$POOLWATCH" simulator --listen 127.0.0.1:0 --config "$STATE/simulator.yaml" >"$STATE/simulator.log" 2>&1 &
+echo $! >"$STATE/simulator.pid"
+SIMULATOR_URL=
+for _ in $(seq 100); do
+  SIMULATOR_URL=$(sed -n 's/^listening on //p' "$STATE/simulator.log" | head -n 1)
+  [ -n "$SIMULATOR_URL" ] && break
+  sleep 0.1
+done
+[ -n "$SIMULATOR_URL" ] || { cat "$STATE/simulator.log"; echo "the simulator did not start" >&2; exit 1; }
+echo "simulator at $SIMULATOR_URL"
+
+say "Installing the CRD, a Secret with the simulator's keys and two watches"
+kubectl apply --server-side -f "$ROOT/crds/"
+kubectl wait --for=condition=Established --timeout=60s crd/poolstatisticswatches.poolwatch.io >/dev/null
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
+kubectl -n "$NAMESPACE" create secret generic hwcloud-credentials \
+  --from-literal=accessKeyId=SIMULATORDEMOAK00001 \
+  --from-literal=secretAccessKey=simulator-demo-secret-key-not-for-real-use \
+  --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
+sed "s|\${SIMULATOR_URL}|$SIMULATOR_URL|g" "$DEMO_DIR/watches.yaml" | kubectl apply --server-side -f -
+
+say "Running the operator (log: target/demo/operator.log)"
+"$POOLWATCH" run --watch-namespace "$NAMESPACE" \
+  --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
+  >"$STATE/operator.log" 2>&1 &
+echo $! >"$STATE/operator.pid"
+
+kubectl -n "$NAMESPACE" wait --for=condition=Ready --timeout=60s psw --all >/dev/null
+say "kubectl get psw -o wide"
+kubectl -n "$NAMESPACE" get psw -o wide
+
+cat <<TXT
+
+poolwatch is running against the simulator. Try:
+  export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH
+  kubectl -n $NAMESPACE get psw -w                      # watch the counts
+  \$EDITOR target/demo/simulator.yaml                    # change counts; seen at the next poll (30 s)
+  kubectl -n $NAMESPACE annotate psw training poolwatch.io/refresh-requested-at="\$(date +%s)" --overwrite   # poll now
+  kubectl -n $NAMESPACE describe psw training            # conditions and events
+  curl -s localhost:8080/metrics | grep ^poolwatch_      # Prometheus metrics
+  tail -f target/demo/operator.log                       # the operator's log
+
+Stop everything with: make demo-down
+TXT

@@ -1,0 +1,322 @@
+//! Prometheus metrics, prefix `poolwatch_`. Label values are names and stable reasons, never
+//! error strings, so the number of series stays bounded; a deleted watch's series are removed.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::modelarts::RequestRecord;
+use crate::resource::PoolCounts;
+use crate::status::{POOLS_HEALTHY, READY, RECONCILING, STALLED};
+
+/// The states of `poolwatch_pools`.
+const POOL_STATES: [&str; 5] = ["creating", "created", "failed", "pending", "deleting"];
+/// The condition types of `poolwatch_condition`.
+const CONDITION_TYPES: [&str; 4] = [READY, STALLED, RECONCILING, POOLS_HEALTHY];
+
+/// Identifies one watch.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    /// Namespace of the watch.
+    pub namespace: String,
+    /// Name of the watch.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    namespace: String,
+    name: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    namespace: String,
+    name: String,
+    #[prometheus(flatten)]
+    condition: ConditionType,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionType {
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    host: String,
+    code: String,
+}
+
+/// Every series the operator exports.
+pub struct Metrics {
+    pools: Family<PoolLabels, Gauge>,
+    last_success: Family<WatchLabels, Gauge<f64, AtomicU64>>,
+    condition: Family<ConditionLabels, Gauge>,
+    polls: Family<ResultLabels, Counter>,
+    upstream_duration: Family<RequestLabels, Histogram>,
+    status_writes: Family<ResultLabels, Counter>,
+    reconcile_duration: Histogram,
+    rate_limit_waits: Counter,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            pools: Family::default(),
+            last_success: Family::default(),
+            condition: Family::default(),
+            polls: Family::default(),
+            upstream_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 2.0, 14))
+            }),
+            status_writes: Family::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            rate_limit_waits: Counter::default(),
+            leader: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every series in `registry` under the `poolwatch_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("poolwatch");
+        registry.register(
+            "pools",
+            "Resource pools by state, per watch",
+            self.pools.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the latest successful poll, per watch",
+            self.last_success.clone(),
+        );
+        registry.register(
+            "condition",
+            "Status of each condition per watch: 1 True, 0 False, -1 Unknown",
+            self.condition.clone(),
+        );
+        registry.register(
+            "polls",
+            "Polls by result: success, or the failure's reason",
+            self.polls.clone(),
+        );
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Duration of ModelArts and IAM requests by endpoint host and HTTP status code",
+            self.upstream_duration.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Status writes to the Kubernetes API by result",
+            self.status_writes.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            self.reconcile_duration.clone(),
+        );
+        registry.register(
+            "rate_limit_waits",
+            "Polls put off because the upstream budget (rate or concurrency) was spent",
+            self.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica leads (or runs without leader election), else 0",
+            self.leader.clone(),
+        );
+    }
+
+    /// Publishes a watch's counts; a count ModelArts did not send has no series.
+    pub fn set_pools(&self, watch: &WatchLabels, pools: &PoolCounts) {
+        let values = [
+            pools.creating,
+            pools.created,
+            pools.failed,
+            pools.pending,
+            pools.deleting,
+        ];
+        for (state, value) in POOL_STATES.into_iter().zip(values) {
+            let labels = PoolLabels {
+                namespace: watch.namespace.clone(),
+                name: watch.name.clone(),
+                state,
+            };
+            match value {
+                Some(value) => {
+                    self.pools.get_or_create(&labels).set(value);
+                }
+                None => {
+                    self.pools.remove(&labels);
+                }
+            }
+        }
+    }
+
+    /// Records the time of a watch's latest success.
+    pub fn set_last_success(&self, watch: &WatchLabels, unix_seconds: f64) {
+        self.last_success.get_or_create(watch).set(unix_seconds);
+    }
+
+    /// Publishes the status of one condition (`True`, `False` or `Unknown`).
+    pub fn set_condition(&self, watch: &WatchLabels, type_: &str, status: &str) {
+        let Some(type_) = CONDITION_TYPES.into_iter().find(|t| *t == type_) else {
+            return;
+        };
+        let value = match status {
+            "True" => 1,
+            "False" => 0,
+            _ => -1,
+        };
+        let labels = ConditionLabels {
+            namespace: watch.namespace.clone(),
+            name: watch.name.clone(),
+            condition: ConditionType { r#type: type_ },
+        };
+        self.condition.get_or_create(&labels).set(value);
+    }
+
+    /// Removes every series of a deleted watch.
+    pub fn forget_watch(&self, watch: &WatchLabels) {
+        for state in POOL_STATES {
+            self.pools.remove(&PoolLabels {
+                namespace: watch.namespace.clone(),
+                name: watch.name.clone(),
+                state,
+            });
+        }
+        for r#type in CONDITION_TYPES {
+            self.condition.remove(&ConditionLabels {
+                namespace: watch.namespace.clone(),
+                name: watch.name.clone(),
+                condition: ConditionType { r#type },
+            });
+        }
+        self.last_success.remove(watch);
+    }
+
+    /// Counts one poll by its result: `success` or a failure reason.
+    pub fn count_poll(&self, result: &'static str) {
+        self.polls.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Observes one upstream HTTP request.
+    pub fn observe_request(&self, record: &RequestRecord) {
+        let code = record
+            .status
+            .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        self.upstream_duration
+            .get_or_create(&RequestLabels {
+                host: record.host.clone(),
+                code,
+            })
+            .observe(record.duration.as_secs_f64());
+    }
+
+    /// Counts one status write: `success`, `conflict` or `error`.
+    pub fn count_status_write(&self, result: &'static str) {
+        self.status_writes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Observes one reconcile's duration.
+    pub fn observe_reconcile(&self, duration: Duration) {
+        self.reconcile_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts a poll put off by the upstream budget.
+    pub fn count_rate_limit_wait(&self) {
+        self.rate_limit_waits.inc();
+    }
+
+    /// Whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+}
+
+/// The registry as Prometheus text.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch() -> WatchLabels {
+        WatchLabels {
+            namespace: "ml".to_owned(),
+            name: "pools".to_owned(),
+        }
+    }
+
+    fn exported(metrics: &Metrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        render(&registry)
+    }
+
+    #[test]
+    fn pools_are_exported_per_state_and_removed_with_the_watch() {
+        let metrics = Metrics::default();
+        let pools = PoolCounts {
+            created: Some(9),
+            failed: Some(1),
+            deleting: None,
+            ..Default::default()
+        };
+        metrics.set_pools(&watch(), &pools);
+        metrics.set_condition(&watch(), READY, "True");
+        metrics.set_last_success(&watch(), 1.0);
+        let text = exported(&metrics);
+        assert!(
+            text.contains(r#"poolwatch_pools{namespace="ml",name="pools",state="created"} 9"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"state="deleting""#),
+            "absent counts have no series"
+        );
+        assert!(
+            text.contains(r#"poolwatch_condition{namespace="ml",name="pools",type="Ready"} 1"#),
+            "{text}"
+        );
+
+        metrics.forget_watch(&watch());
+        let text = exported(&metrics);
+        assert!(!text.contains(r#"name="pools""#), "{text}");
+    }
+
+    #[test]
+    fn polls_are_counted_by_result() {
+        let metrics = Metrics::default();
+        metrics.count_poll("success");
+        metrics.count_poll("Throttled");
+        metrics.count_poll("Throttled");
+        let text = exported(&metrics);
+        assert!(
+            text.contains(r#"poolwatch_polls_total{result="Throttled"} 2"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The operator's own HTTP endpoints: `/metrics` for Prometheus, and `/healthz` and `/readyz`
+//! for the kubelet's probes, each on its own address as controller-runtime operators do.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::metrics::render;
+
+/// Whether the operator is ready to serve: set once it has reached the Kubernetes API.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the operator ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Whether the operator is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Binds `address`, failing with a message that names the flag.
+pub async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address} ({flag}): {e}"))
+}
+
+/// Serves `/metrics` from `registry` until the process ends.
+pub async fn serve_metrics(listener: TcpListener, registry: Arc<Registry>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(registry);
+    axum::serve(listener, app).await
+}
+
+/// Serves `/healthz` (alive) and `/readyz` (ready) until the process ends.
+pub async fn serve_probes(listener: TcpListener, readiness: Readiness) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(readiness);
+    axum::serve(listener, app).await
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        render(&registry),
+    )
+}
+
+async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
+    if readiness.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the Kubernetes API has not been reached yet",
+        )
+    }
+}

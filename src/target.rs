@@ -1,0 +1,249 @@
+//! What a watch's spec asks for, checked beyond the schema: the endpoints to call, how to find
+//! the project id, the workspace and the interval. Anything still wrong here is an
+//! `InvalidSpec` condition that names the field and says what to change.
+
+use std::time::Duration;
+
+use crate::modelarts::Endpoint;
+use crate::resource::{MINIMUM_INTERVAL, PoolStatisticsWatchSpec};
+
+/// A spec that passed the schema but cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("spec.{field}: {problem}")]
+pub struct SpecError {
+    /// The offending field, as a user writes it (`endpoint`, `interval`, …).
+    pub field: &'static str,
+    /// What is wrong and what to do.
+    pub problem: String,
+}
+
+/// How the project id is found.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProjectSource {
+    /// Given in the spec.
+    Given(String),
+    /// Looked up through IAM by the region's name.
+    Lookup {
+        /// The IAM endpoint to ask.
+        iam_endpoint: Endpoint,
+        /// The region, which is also the project's name.
+        region: String,
+    },
+}
+
+/// A watch's spec, resolved into what the ModelArts client needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchTarget {
+    /// The ModelArts endpoint.
+    pub endpoint: Endpoint,
+    /// Where the project id comes from.
+    pub project: ProjectSource,
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The polling interval.
+    pub interval: Duration,
+}
+
+impl WatchTarget {
+    /// Resolves `spec`. `allow_http` lets plain `http://` reach non-loopback hosts.
+    pub fn from_spec(spec: &PoolStatisticsWatchSpec, allow_http: bool) -> Result<Self, SpecError> {
+        let interval = parse_interval(&spec.interval)?;
+        let region = spec.region.as_deref();
+        let endpoint = match (&spec.endpoint, region) {
+            (Some(endpoint), _) => {
+                Endpoint::parse(endpoint, allow_http).map_err(|e| SpecError {
+                    field: "endpoint",
+                    problem: e.to_string(),
+                })?
+            }
+            (None, Some(region)) => {
+                Endpoint::modelarts_for_region(region).map_err(|e| SpecError {
+                    field: "region",
+                    problem: e.to_string(),
+                })?
+            }
+            (None, None) => {
+                return Err(SpecError {
+                    field: "region",
+                    problem: "set spec.region (for example cn-north-4) or spec.endpoint".to_owned(),
+                });
+            }
+        };
+        let project = match (&spec.project_id, region) {
+            (Some(project_id), _) => ProjectSource::Given(project_id.clone()),
+            (None, Some(region)) => {
+                let iam_endpoint = match &spec.iam_endpoint {
+                    Some(iam) => Endpoint::parse(iam, allow_http).map_err(|e| SpecError {
+                        field: "iamEndpoint",
+                        problem: e.to_string(),
+                    })?,
+                    None => Endpoint::iam_for_region(region).map_err(|e| SpecError {
+                        field: "iamEndpoint",
+                        problem: e.to_string(),
+                    })?,
+                };
+                ProjectSource::Lookup {
+                    iam_endpoint,
+                    region: region.to_owned(),
+                }
+            }
+            (None, None) => {
+                return Err(SpecError {
+                    field: "projectId",
+                    problem: "the project id cannot be looked up without spec.region: set spec.projectId \
+                              (shown in the console under My Credentials) or spec.region"
+                        .to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            endpoint,
+            project,
+            workspace_id: spec.workspace_id.clone(),
+            interval,
+        })
+    }
+}
+
+/// Parses a Go duration (`5m`, `1h30m`) as the schema does, and enforces the 30 s minimum for
+/// objects stored before the schema said so.
+pub fn parse_interval(text: &str) -> Result<Duration, SpecError> {
+    let parsed: kube::core::Duration = text.parse().map_err(|e| SpecError {
+        field: "interval",
+        problem: format!("{text:?} is not a duration ({e}): write it like 90s, 5m or 1h30m"),
+    })?;
+    if parsed.is_negative() || Duration::from(parsed) < MINIMUM_INTERVAL {
+        return Err(SpecError {
+            field: "interval",
+            problem: format!("{text:?} is below the 30s minimum"),
+        });
+    }
+    Ok(parsed.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::LocalSecretReference;
+
+    fn spec() -> PoolStatisticsWatchSpec {
+        PoolStatisticsWatchSpec {
+            project_id: None,
+            workspace_id: "0".to_owned(),
+            region: Some("cn-north-4".to_owned()),
+            endpoint: None,
+            iam_endpoint: None,
+            credentials_secret_ref: LocalSecretReference {
+                name: "creds".to_owned(),
+            },
+            interval: "5m".to_owned(),
+            suspend: false,
+        }
+    }
+
+    #[test]
+    fn a_region_gives_both_endpoints() {
+        let target = WatchTarget::from_spec(&spec(), false).unwrap();
+        assert_eq!(
+            target.endpoint.to_string(),
+            "https://modelarts.cn-north-4.myhuaweicloud.com"
+        );
+        let ProjectSource::Lookup {
+            iam_endpoint,
+            region,
+        } = target.project
+        else {
+            panic!("expected a lookup")
+        };
+        assert_eq!(
+            iam_endpoint.to_string(),
+            "https://iam.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(region, "cn-north-4");
+        assert_eq!(target.interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_explicit_endpoint_and_project_need_no_region() {
+        let spec = PoolStatisticsWatchSpec {
+            region: None,
+            endpoint: Some("https://modelarts.example.internal:8443".to_owned()),
+            project_id: Some("p1".to_owned()),
+            ..spec()
+        };
+        let target = WatchTarget::from_spec(&spec, false).unwrap();
+        assert_eq!(target.project, ProjectSource::Given("p1".to_owned()));
+        assert_eq!(
+            target.endpoint.authority(),
+            "modelarts.example.internal:8443"
+        );
+    }
+
+    #[test]
+    fn an_unknown_region_without_endpoint_names_the_region() {
+        let spec = PoolStatisticsWatchSpec {
+            region: Some("xx-nowhere-9".to_owned()),
+            ..spec()
+        };
+        let error = WatchTarget::from_spec(&spec, false).unwrap_err();
+        assert_eq!(error.field, "region");
+        assert!(error.to_string().contains("xx-nowhere-9"), "{error}");
+    }
+
+    #[test]
+    fn an_endpoint_with_a_path_is_refused_with_advice() {
+        let spec = PoolStatisticsWatchSpec {
+            endpoint: Some("https://modelarts.example.com/v2".to_owned()),
+            ..spec()
+        };
+        let error = WatchTarget::from_spec(&spec, false).unwrap_err();
+        assert_eq!(error.field, "endpoint");
+        assert!(error.to_string().contains("path"), "{error}");
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_host_needs_permission() {
+        let spec = PoolStatisticsWatchSpec {
+            endpoint: Some("http://simulator.poolwatch.svc:8080".to_owned()),
+            project_id: Some("p1".to_owned()),
+            ..spec()
+        };
+        assert_eq!(
+            WatchTarget::from_spec(&spec, false).unwrap_err().field,
+            "endpoint"
+        );
+        assert!(WatchTarget::from_spec(&spec, true).is_ok());
+    }
+
+    #[test]
+    fn no_project_and_no_region_cannot_be_resolved() {
+        let spec = PoolStatisticsWatchSpec {
+            region: None,
+            endpoint: Some("https://modelarts.example.com".to_owned()),
+            ..spec()
+        };
+        assert_eq!(
+            WatchTarget::from_spec(&spec, false).unwrap_err().field,
+            "projectId"
+        );
+    }
+
+    #[test]
+    fn intervals_parse_as_go_durations_with_a_minimum() {
+        assert_eq!(parse_interval("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_interval("30s").unwrap(), Duration::from_secs(30));
+        assert!(
+            parse_interval("29s")
+                .unwrap_err()
+                .problem
+                .contains("minimum")
+        );
+        assert!(
+            parse_interval("five")
+                .unwrap_err()
+                .problem
+                .contains("not a duration")
+        );
+        assert!(parse_interval("-5m").is_err());
+    }
+}

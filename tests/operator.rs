@@ -1,0 +1,603 @@
+//! End to end: the real `poolwatch run` binary against the local Kubernetes control plane and the
+//! ModelArts simulator. Each test has its own namespace, simulator and operator process.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use poolwatch::resource::{PoolCounts, PoolStatisticsWatch};
+use poolwatch::simulator::{
+    Api as SimulatorApi, Fault, PoolCounts as SimulatedCounts, RequestFilter, SimulatorHandle,
+};
+use serde_json::json;
+use support::control_plane::{TestNamespace, run, summarise};
+use support::operator::{
+    Operator, condition, eventually, has_condition, request_refresh, wait_for_watch,
+};
+use support::simulator::{self, AK, OPERATION_TIME, PROJECT, SK};
+
+/// Generous bound for things that happen "at once": a poll and a status write.
+const SOON: Duration = Duration::from_secs(20);
+
+/// One test's world: a namespace with a credentials Secret, a simulator and an operator.
+struct World {
+    namespace: TestNamespace,
+    simulator: SimulatorHandle,
+    watches: Api<PoolStatisticsWatch>,
+    operator: Option<Operator>,
+}
+
+impl World {
+    async fn new(test: &str) -> Self {
+        let world = Self::without_operator(test).await;
+        world.create_secret("creds", AK, SK).await;
+        world.start_operator(&[])
+    }
+
+    async fn without_operator(test: &str) -> Self {
+        let namespace = TestNamespace::new(test).await;
+        let simulator = simulator::start().await;
+        let watches = Api::namespaced(namespace.client.clone(), &namespace.name);
+        Self {
+            namespace,
+            simulator,
+            watches,
+            operator: None,
+        }
+    }
+
+    fn start_operator(mut self, extra: &[&str]) -> Self {
+        self.operator = Some(Operator::start(&self.namespace.name, extra));
+        self
+    }
+
+    fn operator(&self) -> &Operator {
+        self.operator.as_ref().expect("the operator runs")
+    }
+
+    async fn create_secret(&self, name: &str, access_key_id: &str, secret_access_key: &str) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [
+                    ("accessKeyId", access_key_id),
+                    ("secretAccessKey", secret_access_key),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+            ),
+            ..Secret::default()
+        };
+        let secrets: Api<Secret> =
+            Api::namespaced(self.namespace.client.clone(), &self.namespace.name);
+        secrets
+            .patch(
+                name,
+                &PatchParams::apply("poolwatch-tests").force(),
+                &Patch::Apply(&with_kind(secret)),
+            )
+            .await
+            .expect("apply the Secret");
+    }
+
+    /// A watch of workspace `workspace` of the simulator's project, polled every 30 s.
+    async fn create_watch(&self, name: &str, workspace: &str, secret: &str) -> PoolStatisticsWatch {
+        let watch: PoolStatisticsWatch = serde_json::from_value(json!({
+            "apiVersion": "poolwatch.io/v1alpha1",
+            "kind": "PoolStatisticsWatch",
+            "metadata": {"name": name},
+            "spec": {
+                "endpoint": self.simulator.base_url(),
+                "projectId": PROJECT,
+                "workspaceId": workspace,
+                "credentialsSecretRef": {"name": secret},
+                "interval": "30s",
+            },
+        }))
+        .unwrap();
+        self.watches
+            .create(&PostParams::default(), &watch)
+            .await
+            .expect("create the watch")
+    }
+
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.watches
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .expect("patch the spec");
+    }
+
+    async fn ready(&self, name: &str) -> PoolStatisticsWatch {
+        wait_for_watch(&self.watches, name, "Ready", SOON, |w| {
+            has_condition(w, "Ready", "True", "Synced")
+        })
+        .await
+    }
+
+    fn statistics_requests(&self, workspace: &str) -> u64 {
+        self.simulator.requests_served(
+            &RequestFilter::api(SimulatorApi::Statistics)
+                .with_project(PROJECT)
+                .with_workspace(workspace),
+        )
+    }
+
+    /// Status writes of watch `name` in the audit log.
+    fn status_writes(&self, name: &str) -> usize {
+        self.namespace
+            .audit_events()
+            .iter()
+            .filter(|e| {
+                e["objectRef"]["subresource"] == "status"
+                    && e["objectRef"]["name"] == name
+                    && e["verb"] == "patch"
+                    && e["stage"] == "ResponseComplete"
+            })
+            .count()
+    }
+}
+
+fn with_kind(secret: Secret) -> serde_json::Value {
+    let mut value = serde_json::to_value(secret).unwrap();
+    value["apiVersion"] = json!("v1");
+    value["kind"] = json!("Secret");
+    value
+}
+
+fn counts(watch: &PoolStatisticsWatch) -> Option<PoolCounts> {
+    watch.status.as_ref().and_then(|s| s.pools)
+}
+
+fn example_counts() -> PoolCounts {
+    PoolCounts {
+        creating: Some(0),
+        created: Some(9),
+        failed: Some(0),
+        pending: Some(0),
+        deleting: Some(1),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_becomes_ready_with_the_counts_and_kubectl_shows_and_waits_for_it() {
+    let world = World::new("ready").await;
+    world.create_watch("pools", "0", "creds").await;
+
+    run(world.namespace.kubectl().args([
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=30s",
+        "psw/pools",
+    ]))
+    .expect("kubectl wait succeeds");
+    let watch = world.watches.get("pools").await.unwrap();
+    let status = watch.status.clone().expect("a status");
+    assert_eq!(status.pools, Some(example_counts()));
+    assert_eq!(status.operation_time.as_deref(), Some(OPERATION_TIME));
+    assert_eq!(status.project_id.as_deref(), Some(PROJECT));
+    assert_eq!(status.observed_generation, Some(1));
+    assert!(has_condition(&watch, "Stalled", "False", "Synced"));
+    assert!(has_condition(&watch, "Reconciling", "False", "Synced"));
+    assert!(has_condition(
+        &watch,
+        "PoolsHealthy",
+        "True",
+        "NoFailedPools"
+    ));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1))
+    );
+
+    let table = run(world.namespace.kubectl().args(["get", "psw", "-o", "wide"])).unwrap();
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..6], ["pools", "True", "9", "0", "0", "0"], "{table}");
+    assert!(
+        table.contains(PROJECT) && table.contains("Synced"),
+        "{table}"
+    );
+
+    let metrics = eventually("the pool series", SOON, || async {
+        let text = world.operator().metrics().await;
+        text.contains(r#"state="created"} 9"#).then_some(text)
+    })
+    .await;
+    let series = format!(
+        r#"poolwatch_pools{{namespace="{}",name="pools",state="deleting"}} 1"#,
+        world.namespace.name
+    );
+    assert!(metrics.contains(&series), "{metrics}");
+    assert!(
+        metrics.contains(r#"poolwatch_polls_total{result="success"}"#),
+        "{metrics}"
+    );
+
+    let events = run(world
+        .namespace
+        .kubectl()
+        .args(["get", "events", "-o", "json"]))
+    .unwrap();
+    assert!(
+        events.contains("FirstSync"),
+        "a first-success event: {events}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_changing_upstream_reach_the_status_and_unchanged_counts_write_nothing() {
+    let world = World::new("counts-change").await;
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+    world
+        .simulator
+        .set_counts(PROJECT, "0", SimulatedCounts::new(1, 9, 2, 0, 1));
+
+    // The scheduled poll (30 s ± 10 %) brings the new counts.
+    let watch = wait_for_watch(
+        &world.watches,
+        "pools",
+        "updated",
+        Duration::from_secs(45),
+        |w| counts(w).and_then(|c| c.failed) == Some(2),
+    )
+    .await;
+    assert!(has_condition(
+        &watch,
+        "PoolsHealthy",
+        "False",
+        "PoolsFailed"
+    ));
+    let version = watch.metadata.resource_version.clone();
+    let writes = world.status_writes("pools");
+    let polls = world.statistics_requests("0");
+
+    // The next scheduled poll finds the same counts: no status write, same resourceVersion.
+    eventually(
+        "another scheduled poll",
+        Duration::from_secs(45),
+        || async { (world.statistics_requests("0") > polls).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = world.watches.get("pools").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, version,
+        "an unchanged poll rewrote the object"
+    );
+    assert_eq!(
+        world.status_writes("pools"),
+        writes,
+        "{}",
+        summarise(&world.namespace.audit_events())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_refresh_annotation_and_spec_changes_poll_at_once() {
+    let world = World::new("refresh").await;
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+
+    world
+        .simulator
+        .set_counts(PROJECT, "0", SimulatedCounts::new(0, 10, 0, 0, 0));
+    request_refresh(&world.watches, "pools", "first").await;
+    wait_for_watch(&world.watches, "pools", "refreshed", SOON, |w| {
+        counts(w).and_then(|c| c.created) == Some(10)
+    })
+    .await;
+
+    world
+        .patch_spec("pools", json!({"workspaceId": "ws-partial"}))
+        .await;
+    let watch = wait_for_watch(&world.watches, "pools", "on the new workspace", SOON, |w| {
+        w.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+            && has_condition(w, "Ready", "True", "Synced")
+    })
+    .await;
+    let pools = counts(&watch).unwrap();
+    assert_eq!(
+        (pools.created, pools.failed, pools.creating),
+        (Some(3), Some(2), None),
+        "absent counts stay absent"
+    );
+    assert!(has_condition(&watch, "Reconciling", "False", "Synced"));
+    assert!(
+        watch
+            .status
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(2))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_keep_ready_and_the_last_counts() {
+    let world = World::new("transient").await;
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+
+    world.simulator.inject(Fault::status(500).times(100));
+    request_refresh(&world.watches, "pools", "during-5xx").await;
+    let watch = wait_for_watch(&world.watches, "pools", "showing the failure", SOON, |w| {
+        has_condition(w, "Ready", "True", "UpstreamUnavailable")
+    })
+    .await;
+    assert_eq!(
+        counts(&watch),
+        Some(example_counts()),
+        "the last good counts stay"
+    );
+    assert!(has_condition(
+        &watch,
+        "Stalled",
+        "False",
+        "UpstreamUnavailable"
+    ));
+
+    world.simulator.clear_faults();
+    request_refresh(&world.watches, "pools", "after-5xx").await;
+    world.ready("pools").await;
+    let events = run(world
+        .namespace
+        .kubectl()
+        .args(["get", "events", "-o", "json"]))
+    .unwrap();
+    assert!(events.contains("Recovered"), "a recovery event: {events}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_with_retry_after_is_honoured() {
+    let world = World::new("throttled").await;
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+
+    world.simulator.inject(Fault::status(429).retry_after("25"));
+    request_refresh(&world.watches, "pools", "throttled").await;
+    wait_for_watch(&world.watches, "pools", "throttled", SOON, |w| {
+        has_condition(w, "Ready", "True", "Throttled")
+    })
+    .await;
+    let throttled = world.statistics_requests("0");
+    // Retry-After (25 s) is longer than any retry backoff: nothing is sent before it passes.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        world.statistics_requests("0"),
+        throttled,
+        "a request went out before Retry-After"
+    );
+    world.simulator.clear_faults();
+    wait_for_watch(
+        &world.watches,
+        "pools",
+        "recovered",
+        Duration::from_secs(40),
+        |w| has_condition(w, "Ready", "True", "Synced"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_keys_stall_without_a_retry_loop_until_the_secret_is_fixed() {
+    let world = World::without_operator("bad-keys").await;
+    world.create_secret("creds", AK, "not-the-secret-key").await;
+    let world = world.start_operator(&[]);
+    world.create_watch("pools", "0", "creds").await;
+
+    let watch = wait_for_watch(&world.watches, "pools", "stalled", SOON, |w| {
+        has_condition(w, "Stalled", "True", "AuthenticationFailed")
+    })
+    .await;
+    assert!(has_condition(
+        &watch,
+        "Ready",
+        "False",
+        "AuthenticationFailed"
+    ));
+    let refused = world
+        .simulator
+        .requests_served(&RequestFilter::api(SimulatorApi::Statistics).with_status(401));
+    assert_eq!(refused, 1, "a 401 must not be retried");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let later = world
+        .simulator
+        .requests_served(&RequestFilter::api(SimulatorApi::Statistics).with_status(401));
+    assert_eq!(later, 1, "refused keys were tried again without a change");
+
+    world.create_secret("creds", AK, SK).await;
+    wait_for_watch(
+        &world.watches,
+        "pools",
+        "Ready with fixed keys",
+        Duration::from_secs(40),
+        |w| {
+            has_condition(w, "Ready", "True", "Synced")
+                && has_condition(w, "Stalled", "False", "Synced")
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_secret_stalls_until_it_is_created() {
+    let world = World::without_operator("no-secret")
+        .await
+        .start_operator(&[]);
+    world.create_watch("pools", "0", "creds").await;
+    let watch = wait_for_watch(&world.watches, "pools", "stalled", SOON, |w| {
+        has_condition(w, "Stalled", "True", "CredentialsNotFound")
+    })
+    .await;
+    let (_, reason) = condition(&watch, "Ready").unwrap();
+    assert_eq!(reason, "CredentialsNotFound");
+    assert_eq!(world.statistics_requests("0"), 0);
+
+    world.create_secret("creds", AK, SK).await;
+    wait_for_watch(
+        &world.watches,
+        "pools",
+        "Ready once the Secret exists",
+        Duration::from_secs(40),
+        |w| has_condition(w, "Ready", "True", "Synced"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspend_stops_polling_and_keeps_the_counts() {
+    let world = World::new("suspend").await;
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+
+    world.patch_spec("pools", json!({"suspend": true})).await;
+    let watch = wait_for_watch(&world.watches, "pools", "suspended", SOON, |w| {
+        has_condition(w, "Ready", "False", "Suspended")
+    })
+    .await;
+    assert_eq!(counts(&watch), Some(example_counts()));
+    let polls = world.statistics_requests("0");
+    request_refresh(&world.watches, "pools", "while-suspended").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        world.statistics_requests("0"),
+        polls,
+        "a suspended watch polled"
+    );
+
+    world.patch_spec("pools", json!({"suspend": false})).await;
+    world.ready("pools").await;
+    assert!(world.statistics_requests("0") > polls);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_of_one_target_share_one_call() {
+    let world = World::new("shared").await;
+    world.create_watch("first", "0", "creds").await;
+    world.create_watch("second", "0", "creds").await;
+    world.ready("first").await;
+    world.ready("second").await;
+    let start = world.statistics_requests("0");
+    assert!(start <= 2, "first polls: {start}");
+
+    // One interval later both are due; one call serves both.
+    eventually("a scheduled poll", Duration::from_secs(45), || async {
+        (world.statistics_requests("0") > start).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        world.statistics_requests("0"),
+        start + 1,
+        "two watches of one target called twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_watch_stops_its_polls_and_removes_its_metrics() {
+    let world = World::new("delete").await;
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+    let name_label = r#"name="pools""#;
+    eventually("its series", SOON, || async {
+        world
+            .operator()
+            .metrics()
+            .await
+            .contains(name_label)
+            .then_some(())
+    })
+    .await;
+
+    world
+        .watches
+        .delete("pools", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("its series gone", SOON, || async {
+        (!world.operator().metrics().await.contains(name_label)).then_some(())
+    })
+    .await;
+    let polls = world.statistics_requests("0");
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(
+        world.statistics_requests("0"),
+        polls,
+        "a deleted watch was polled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_elect_one_leader_and_a_standby_takes_over() {
+    let world = World::without_operator("leader").await;
+    world.create_secret("creds", AK, SK).await;
+    let namespace = world.namespace.name.clone();
+    let flags = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        namespace.as_str(),
+        "--leader-election-lease-duration",
+        "6s",
+    ];
+    let first = Operator::start(&namespace, &flags);
+    let second = Operator::start(&namespace, &flags);
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+
+    let leads = |metrics: &str| metrics.lines().any(|line| line == "poolwatch_leader 1");
+    let first_leads = eventually("exactly one leader", SOON, || async {
+        let (a, b) = (
+            leads(&first.metrics().await),
+            leads(&second.metrics().await),
+        );
+        (a != b).then_some(a)
+    })
+    .await;
+    let (mut leader, standby) = if first_leads {
+        (first, second)
+    } else {
+        (second, first)
+    };
+
+    leader.signal("TERM");
+    assert!(
+        leader.wait_exit(Duration::from_secs(10)),
+        "the leader did not stop within 10 s of SIGTERM"
+    );
+    eventually("the standby to lead", Duration::from_secs(20), || async {
+        leads(&standby.metrics().await).then_some(())
+    })
+    .await;
+    world
+        .simulator
+        .set_counts(PROJECT, "0", SimulatedCounts::new(0, 11, 0, 0, 0));
+    request_refresh(&world.watches, "pools", "after-failover").await;
+    wait_for_watch(
+        &world.watches,
+        "pools",
+        "polled by the new leader",
+        SOON,
+        |w| counts(w).and_then(|c| c.created) == Some(11),
+    )
+    .await;
+}

@@ -1,0 +1,220 @@
+//! The real `poolwatch run` binary as a child process, aimed at the test control plane and
+//! watching one test namespace, plus the waits the end-to-end tests need.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use poolwatch::resource::PoolStatisticsWatch;
+use serde_json::json;
+
+use super::control_plane::control_plane;
+
+/// A running operator. Stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Operator {
+    child: Option<Child>,
+    /// Base URL of its metrics endpoint.
+    pub metrics_url: String,
+    /// Base URL of its probes.
+    pub probes_url: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Operator {
+    /// Starts `poolwatch run` for `namespace` with JSON logs; `extra` flags are appended.
+    pub fn start(namespace: &str, extra: &[&str]) -> Self {
+        let control_plane = control_plane();
+        let metrics = free_address();
+        let probes = free_address();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+            .arg("run")
+            .args(["--watch-namespace", namespace])
+            .args(["--metrics-bind-address", &metrics])
+            .args(["--health-probe-bind-address", &probes])
+            .args([
+                "--log-format",
+                "json",
+                "--log-level",
+                "poolwatch=debug,info",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", &control_plane.kubeconfig)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the poolwatch binary starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        Self {
+            child: Some(child),
+            metrics_url: format!("http://{metrics}/metrics"),
+            probes_url: format!("http://{probes}"),
+            logs,
+        }
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns whether it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && child.try_wait().ok().flatten().is_some()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The metrics page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(&self.metrics_url)
+            .await
+            .expect("the metrics endpoint answers")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            send_signal(child.id(), "TERM");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    // Never pid 0: `kill 0` signals the whole process group, the test runner included.
+    if pid != 0 {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status();
+    }
+}
+
+/// A loopback address with a port nobody listens on now.
+pub fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the watch satisfies `condition`, returning it.
+pub async fn wait_for_watch(
+    api: &Api<PoolStatisticsWatch>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    condition: impl Fn(&PoolStatisticsWatch) -> bool,
+) -> PoolStatisticsWatch {
+    let mut last = None;
+    let result = tokio::time::timeout(timeout, async {
+        loop {
+            if let Ok(watch) = api.get(name).await {
+                if condition(&watch) {
+                    return watch;
+                }
+                last = Some(watch);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    match result {
+        Ok(watch) => watch,
+        Err(_) => panic!(
+            "timed out after {timeout:?} waiting for {name} to be {what}; last seen status: {:#?}",
+            last.and_then(|w| w.status)
+        ),
+    }
+}
+
+/// The status of condition `type_`, and its reason.
+pub fn condition(watch: &PoolStatisticsWatch, type_: &str) -> Option<(String, String)> {
+    watch
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Whether condition `type_` has `status` and `reason`.
+pub fn has_condition(watch: &PoolStatisticsWatch, type_: &str, status: &str, reason: &str) -> bool {
+    condition(watch, type_) == Some((status.to_owned(), reason.to_owned()))
+}
+
+/// Asks for a poll now through the refresh annotation.
+pub async fn request_refresh(api: &Api<PoolStatisticsWatch>, name: &str, token: &str) {
+    let patch = json!({"metadata": {"annotations": {"poolwatch.io/refresh-requested-at": token}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate the watch");
+}
