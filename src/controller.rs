@@ -53,21 +53,23 @@ pub enum Error {
     NoNamespace(String),
 }
 
-/// Same project, workspace, endpoint and key: one upstream call serves them all.
+/// Same project, workspace, endpoint and key: one upstream call serves them all. The key is
+/// the whole key's fingerprint, not only its id: a watch whose Secret has the right id but a
+/// wrong secret must not be served an answer that another watch's valid key obtained.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CallKey {
     endpoint: String,
     project_id: String,
     workspace_id: String,
-    access_key_id: String,
+    credentials: String,
 }
 
-/// One project-id lookup: IAM endpoint, region and key.
+/// One project-id lookup: IAM endpoint, region and key (fingerprint, as in [`CallKey`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ProjectKey {
     iam_endpoint: String,
     region: String,
-    access_key_id: String,
+    credentials: String,
 }
 
 type StatisticsAnswer = Result<PoolStatistics, ModelArtsError>;
@@ -513,7 +515,7 @@ async fn poll(
         endpoint: target.endpoint.to_string(),
         project_id: project_id.clone(),
         workspace_id: target.workspace_id.clone(),
-        access_key_id: credentials.key_id().to_owned(),
+        credentials: credentials.fingerprint(),
     };
     let budget_key = BudgetKey {
         endpoint: target.endpoint.authority(),
@@ -587,7 +589,7 @@ async fn resolve_project(
     let key = ProjectKey {
         iam_endpoint: iam_endpoint.to_string(),
         region: region.clone(),
-        access_key_id: credentials.key_id().to_owned(),
+        credentials: credentials.fingerprint(),
     };
     let budget_key = BudgetKey {
         endpoint: iam_endpoint.authority(),

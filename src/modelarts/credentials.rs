@@ -43,6 +43,24 @@ impl Credentials {
         &self.access_key_id
     }
 
+    /// A one-way fingerprint of the whole key (id, secret and token): two watches may share an
+    /// upstream answer only when their fingerprints match, so a Secret with a known access key id
+    /// but a wrong secret never receives the answer another Secret's valid key obtained.
+    pub fn fingerprint(&self) -> String {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        context.update(self.access_key_id.as_bytes());
+        context.update(b"\0");
+        context.update(self.secret().as_bytes());
+        context.update(b"\0");
+        context.update(self.token().unwrap_or_default().as_bytes());
+        context
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The access key id as it may appear in logs and messages: its first four characters, then `…`.
     pub fn redacted_key_id(&self) -> String {
         redact_key_id(&self.access_key_id)

@@ -89,9 +89,15 @@ impl PoolStatistics {
         let count = |name: &str| -> Result<Option<i64>, ParseError> {
             match status.get(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
-                    ParseError(format!("`statistics.status.{name}` is {n}, not an integer"))
-                }),
+                // A negative count is a wrong answer: the status schema refuses it, so taking
+                // it would leave a status that can never be written.
+                Some(Value::Number(n)) => {
+                    n.as_i64().filter(|c| *c >= 0).map(Some).ok_or_else(|| {
+                        ParseError(format!(
+                            "`statistics.status.{name}` is {n}, not an integer of 0 or more"
+                        ))
+                    })
+                }
                 Some(other) => Err(ParseError(format!(
                     "`statistics.status.{name}` is {other}, not an integer"
                 ))),
@@ -157,7 +163,7 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_clear_errors() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 9] = [
             (b"", "truncated"),
             (b"<html>502 Bad Gateway</html>", "not JSON"),
             (br#"{"statistics":{"status":{"created":9"#, "truncated"),
@@ -171,6 +177,10 @@ mod tests {
             (
                 br#"{"statistics":{"status":{"created":1.5}}}"#,
                 "not an integer",
+            ),
+            (
+                br#"{"statistics":{"status":{"failed":-1}}}"#,
+                "not an integer of 0 or more",
             ),
         ];
         for (body, expected) in cases {
