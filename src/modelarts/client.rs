@@ -14,7 +14,6 @@ use super::endpoint::{Endpoint, EndpointError};
 use super::error::{ErrorClass, ModelArtsError, Service};
 use super::signer::{self, RequestToSign, SdkDate};
 use super::statistics::{MAX_BODY_BYTES, PoolStatistics};
-use super::time::parse_http_date;
 
 /// Largest error body read; the rest is dropped (error bodies are small JSON objects).
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
@@ -754,7 +753,11 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = parse_http_date(value)?;
+    // An HTTP date (IMF-fixdate) is an RFC 2822 date with `GMT` for its zone.
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
+    let at = SystemTime::from(at);
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -856,6 +859,11 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now),
+            None
+        );
+        assert_eq!(parse_retry_after("", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
     }
 

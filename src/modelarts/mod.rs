@@ -11,7 +11,6 @@ pub mod endpoint;
 pub mod error;
 pub mod signer;
 pub mod statistics;
-pub(crate) mod time;
 
 pub use client::{
     ClientConfig, Clock, ModelArtsClient, Operation, RequestObserver, RequestRecord, RetryPolicy,

@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::{digest, hmac};
 
+use jiff::Timestamp;
+use jiff::fmt::strtime;
+
 use super::credentials::Credentials;
-use super::time::{Civil, unix_seconds};
 
 /// The algorithm name that opens the string to sign and the `Authorization` header.
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
@@ -38,37 +40,40 @@ pub struct SdkDate {
     unix_seconds: i64,
 }
 
+/// The `X-Sdk-Date` layout.
+const SDK_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
 impl SdkDate {
     /// The signing time for `time` (sub-second part dropped).
     pub fn from_system_time(time: SystemTime) -> Self {
-        Self {
-            unix_seconds: unix_seconds(time),
-        }
+        let unix_seconds = match time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        };
+        Self { unix_seconds }
     }
 
     /// Parses `YYYYMMDDTHHMMSSZ`; `None` for anything else, including impossible dates.
     pub fn parse(s: &str) -> Option<Self> {
+        // jiff's `%Y` also takes a sign and `%m` a single digit; the header has exactly one shape.
         let b = s.as_bytes();
-        if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        let shaped = b.len() == 16
+            && b.iter().enumerate().all(|(i, c)| match i {
+                8 => *c == b'T',
+                15 => *c == b'Z',
+                _ => c.is_ascii_digit(),
+            });
+        if !shaped {
             return None;
         }
-        let num = |range: std::ops::Range<usize>| -> Option<u32> {
-            let part = s.get(range)?;
-            if part.bytes().all(|c| c.is_ascii_digit()) {
-                part.parse().ok()
-            } else {
-                None
-            }
-        };
-        let civil = Civil {
-            year: i64::from(num(0..4)?),
-            month: num(4..6)?,
-            day: num(6..8)?,
-            hour: num(9..11)?,
-            minute: num(11..13)?,
-            second: num(13..15)?,
-        };
-        civil.to_unix().map(|unix_seconds| Self { unix_seconds })
+        let civil = strtime::parse(SDK_DATE_FORMAT, s)
+            .ok()?
+            .to_datetime()
+            .ok()?;
+        let at = civil.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+        Some(Self {
+            unix_seconds: at.as_second(),
+        })
     }
 
     /// Seconds since the Unix epoch.
@@ -84,12 +89,13 @@ impl SdkDate {
 
 impl fmt::Display for SdkDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = Civil::from_unix(self.unix_seconds);
-        write!(
-            f,
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            c.year, c.month, c.day, c.hour, c.minute, c.second
-        )
+        // Out of jiff's range (years beyond ±9999) only for a clock gone mad: clamp.
+        let at = Timestamp::from_second(self.unix_seconds).unwrap_or(if self.unix_seconds < 0 {
+            Timestamp::MIN
+        } else {
+            Timestamp::MAX
+        });
+        write!(f, "{}", at.strftime(SDK_DATE_FORMAT))
     }
 }
 

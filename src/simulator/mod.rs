@@ -10,6 +10,7 @@ mod fault;
 mod server;
 mod setup;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub use setup::{
     PoolCounts, ProjectConfig, SimulatorSetup,
 };
 pub use state::{ActiveFault, RequestCount, RequestFilter, RequestKey, SimulatorStats};
+pub use tls::TlsIdentity;
 
 use crate::modelarts::{Clock, Endpoint};
 use state::State;
@@ -42,6 +44,8 @@ pub struct SimulatorConfig {
     pub reload_interval: Duration,
     /// The simulator's clock, against which `X-Sdk-Date` is checked.
     pub clock: Clock,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<TlsIdentity>,
 }
 
 impl SimulatorConfig {
@@ -53,6 +57,7 @@ impl SimulatorConfig {
             config_file: None,
             reload_interval: Duration::from_secs(1),
             clock: Clock::system(),
+            tls: None,
         }
     }
 }
@@ -71,6 +76,9 @@ pub enum SimulatorError {
     /// The config file is unreadable or invalid.
     #[error("{0}")]
     Config(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The simulator.
@@ -102,22 +110,39 @@ impl Simulator {
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = server::router(app);
-        let server = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
+        let stopped = async {
+            let _ = stop_rx.await;
+        };
+        let tls = config.tls.is_some();
+        let server = match config.tls {
+            None => tokio::spawn(async move {
+                let result = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!("simulator server stopped: {e}");
+                }
+            }),
+            Some(identity) => {
+                let listener =
+                    tls::TlsListener::new(listener, &identity).map_err(SimulatorError::Tls)?;
+                tokio::spawn(async move {
+                    let result = axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .await;
+                    if let Err(e) = result {
+                        tracing::error!("simulator server stopped: {e}");
+                    }
                 })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("simulator server stopped: {e}");
             }
-        });
+        };
         let reloader = config
             .config_file
             .map(|path| tokio::spawn(reload_loop(path, config.reload_interval, state.clone())));
         tracing::info!(%addr, "simulator listening");
         Ok(SimulatorHandle {
             addr,
+            tls,
             state,
             server: Some(server),
             reloader,
@@ -157,6 +182,7 @@ async fn reload_loop(path: PathBuf, interval: Duration, state: Arc<State>) {
 /// A running simulator. Dropping it stops the server.
 pub struct SimulatorHandle {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<State>,
     server: Option<JoinHandle<()>>,
     reloader: Option<JoinHandle<()>>,
@@ -177,9 +203,10 @@ impl SimulatorHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when serving TLS.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The base URL as an [`Endpoint`] (loopback, so plain HTTP is accepted).
@@ -287,6 +314,12 @@ pub struct SimulatorArgs {
     /// Print an example config file and exit.
     #[arg(long)]
     pub example_config: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Runs `poolwatch simulator` until Ctrl-C or SIGTERM.
@@ -306,6 +339,15 @@ pub async fn run(args: SimulatorArgs) -> ExitCode {
     config.listen = args.listen;
     config.config_file = args.config;
     config.reload_interval = args.reload_interval;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        match TlsIdentity::from_files(cert, key) {
+            Ok(identity) => config.tls = Some(identity),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let handle = match Simulator::start(config).await {
         Ok(h) => h,
         Err(e) => {

@@ -2,7 +2,7 @@
 //! admin API under `/_simulator/`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::Router;
@@ -18,10 +18,16 @@ use super::setup::PoolCounts;
 use super::state::{Lookup, RequestFilter, RequestKey, State as SimState};
 use crate::modelarts::Clock;
 use crate::modelarts::signer::{self, Authorization, MAX_CLOCK_SKEW, SdkDate};
-use crate::modelarts::time::go_time_string;
 
 /// Largest request body the simulator reads (the real APIs here take none).
 const MAX_REQUEST_BODY: usize = 1 << 20;
+
+/// Formats a time the way Go's `time.Time.String()` does for UTC, which is how ModelArts writes
+/// `operationTime`: `2025-03-27 11:48:55.446172146 +0000 UTC` (no fraction when it is zero).
+fn go_time_string(time: SystemTime) -> String {
+    let at = jiff::Timestamp::try_from(time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    at.strftime("%Y-%m-%d %H:%M:%S%.f +0000 UTC").to_string()
+}
 
 /// What every handler shares.
 pub(crate) struct App {
@@ -575,4 +581,21 @@ async fn admin_remove_fault(State(app): State<Arc<App>>, Path(id): Path<u64>) ->
 async fn admin_reset(State(app): State<Arc<App>>) -> Response {
     app.state.reset();
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::go_time_string;
+
+    #[test]
+    fn go_time_string_matches_modelarts() {
+        let t = UNIX_EPOCH + Duration::new(1_743_076_135, 446_172_146);
+        assert_eq!(go_time_string(t), "2025-03-27 11:48:55.446172146 +0000 UTC");
+        let whole = UNIX_EPOCH + Duration::from_secs(1_743_076_135);
+        assert_eq!(go_time_string(whole), "2025-03-27 11:48:55 +0000 UTC");
+        let tenth = UNIX_EPOCH + Duration::new(1_743_076_135, 100_000_000);
+        assert_eq!(go_time_string(tenth), "2025-03-27 11:48:55.1 +0000 UTC");
+    }
 }
