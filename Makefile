@@ -28,6 +28,21 @@ demo: ## Run poolwatch end to end: local control plane, ModelArts simulator, two
 demo-down: ## Stop the demo and the local control plane.
 	@examples/demo/demo.sh down
 
+# Watches in `make bench`; `make bench-scaling` runs 250, 500, 1000 and 2000.
+N ?= 500
+
+.PHONY: bench
+bench: ## Scale benchmark: N watches (default 500) on the local control plane; results in bench/results/.
+	$(MAKE) --no-print-directory test-cluster
+	N=$(N) $(CARGO) bench --locked --bench scale
+
+.PHONY: bench-scaling
+bench-scaling: ## The scale benchmark for N = 250, 500, 1000 and 2000, and the per-watch cost table.
+	$(MAKE) --no-print-directory test-cluster
+	for n in 250 500 1000 2000; do N=$$n $(CARGO) bench --locked --bench scale; done
+	bench/scaling-table.sh > bench/results/scaling.md
+	cat bench/results/scaling.md
+
 .PHONY: build
 build: ## Build the poolwatch binary (debug).
 	$(CARGO) build --locked
@@ -63,10 +78,63 @@ python-tools: $(PY_VENV)/.installed ## Install the pinned Python tools (Huawei S
 # machine's core count.
 TEST_THREADS ?= 16
 
+# cargo-deny, built once from crates.io into the cache (a few minutes the first time).
+CARGO_DENY_VERSION := 0.20.2
+CARGO_TOOLS := $(POOLWATCH_CACHE)/cargo-bin
+CARGO_DENY := $(CARGO_TOOLS)/bin/cargo-deny
+
+$(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION):
+	@echo "==> cargo-deny $(CARGO_DENY_VERSION) into $(CARGO_TOOLS)"
+	$(CARGO) install --locked --quiet cargo-deny@$(CARGO_DENY_VERSION) --root $(CARGO_TOOLS)
+	touch $@
+
+.PHONY: deny
+deny: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Dependency licenses, banned crates and sources (deny.toml; offline).
+	$(CARGO_DENY) --locked check licenses bans sources
+
+.PHONY: audit
+audit: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Security advisories (needs the RustSec database, fetched from GitHub).
+	$(CARGO_DENY) --locked check advisories
+
+SOAK_MINUTES ?= 30
+
+.PHONY: soak
+soak: ## Soak: 200 watches, random upstream faults, an API server restart, for SOAK_MINUTES (30).
+	SOAK_MINUTES=$(SOAK_MINUTES) $(CARGO) test --locked --test soak -- --ignored --nocapture
+
 .PHONY: test
-test: python-tools ## Every check and test: format, lint, CRD drift, unit and integration tests.
+test: python-tools ## Every check and test: format, lint, CRD drift, dependency policy, unit and integration tests.
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory crd-check
+	$(MAKE) --no-print-directory deny
 	@echo "==> Local control plane (the first start builds a Kubernetes API server: minutes)"
 	$(MAKE) --no-print-directory test-cluster
 	$(CARGO) test --locked --all-targets -- --test-threads=$(TEST_THREADS)
+
+# The Helm chart's static checks; `make test` runs them first.
+CHART := charts/poolwatch
+CHART_CHECK_DIR := target/chart-check
+CHART_MODES := default namespaced everything
+
+.PHONY: chart-check
+chart-check: python-tools ## Helm chart: CRDs and deploy/ copies in sync, helm lint --strict, kubernetes-validate --strict, yamllint.
+	@diff -ru crds $(CHART)/crds \
+		|| { echo "$(CHART)/crds differs from crds/: copy crds/ into it." >&2; exit 1; }
+	@diff -u deploy/grafana/poolwatch-dashboard.json $(CHART)/files/grafana-dashboard.json \
+		&& diff -u deploy/prometheus/poolwatch-alerts.yaml $(CHART)/files/prometheus-alerts.yaml \
+		|| { echo "$(CHART)/files differs from deploy/: copy the dashboard and alerts into it." >&2; exit 1; }
+	@[ -x $(TEST_CLUSTER_BIN)/helm ] || tests/control-plane/fetch-tools.sh kubectl
+	@mkdir -p $(CHART_CHECK_DIR)
+	@for mode in $(CHART_MODES); do \
+		values=$$([ $$mode = default ] || echo "--values $(CHART)/ci/$$mode-values.yaml"); \
+		echo "==> chart, $$mode values: helm lint --strict, helm template | kubernetes-validate --strict"; \
+		$(TEST_CLUSTER_BIN)/helm lint --strict --quiet $(CHART) $$values; \
+		$(TEST_CLUSTER_BIN)/helm template poolwatch $(CHART) --namespace poolwatch $$values \
+			> $(CHART_CHECK_DIR)/$$mode.yaml; \
+		$(PY_VENV)/bin/kubernetes-validate --strict --quiet $(CHART_CHECK_DIR)/$$mode.yaml; \
+	done
+	@echo "==> yamllint"
+	@$(PY_VENV)/bin/yamllint --strict $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/ci $(CHART)/crds \
+		$(CHART)/files deploy .yamllint $(CHART_CHECK_DIR)
+
+test: chart-check

@@ -1,5 +1,6 @@
 //! Support code shared by the integration tests.
 
 pub mod control_plane;
+pub mod faults;
 pub mod operator;
 pub mod simulator;

@@ -30,7 +30,21 @@ pub struct Operator {
 impl Operator {
     /// Starts `poolwatch run` for `namespace` with JSON logs; `extra` flags are appended.
     pub fn start(namespace: &str, extra: &[&str]) -> Self {
-        let control_plane = control_plane();
+        Self::start_on(
+            &control_plane().kubeconfig,
+            namespace,
+            "poolwatch=debug,info",
+            extra,
+        )
+    }
+
+    /// Starts `poolwatch run` against the API server of `kubeconfig`, logging at `log_level`.
+    pub fn start_on(
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        log_level: &str,
+        extra: &[&str],
+    ) -> Self {
         let metrics = free_address();
         let probes = free_address();
         let mut child = Command::new(env!("CARGO_BIN_EXE_poolwatch"))
@@ -38,14 +52,9 @@ impl Operator {
             .args(["--watch-namespace", namespace])
             .args(["--metrics-bind-address", &metrics])
             .args(["--health-probe-bind-address", &probes])
-            .args([
-                "--log-format",
-                "json",
-                "--log-level",
-                "poolwatch=debug,info",
-            ])
+            .args(["--log-format", "json", "--log-level", log_level])
             .args(extra)
-            .env("KUBECONFIG", &control_plane.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,217 @@
+//! Property tests over everything that reads untrusted input: the statistics parser (any
+//! bytes from the network), the signer's canonicalisation and the simulator's parsing of what
+//! it received, the interval parser, endpoints and whole specs. None may panic; the signer's
+//! pieces keep their invariants.
+
+use poolwatch::modelarts::signer::{
+    self, Authorization, RequestToSign, SdkDate, canonical_query, canonical_uri, encode_component,
+    parse_query, percent_decode,
+};
+use poolwatch::modelarts::{Credentials, Endpoint, PoolStatistics};
+use poolwatch::resource::{LocalSecretReference, PoolStatisticsWatchSpec};
+use poolwatch::target::{WatchTarget, parse_interval};
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// JSON-ish text: mostly the statistics shape with random values, sometimes anything.
+fn statistics_bodies() -> impl Strategy<Value = Vec<u8>> {
+    let value = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|n| format!("{n:?}")),
+        "\\PC{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        Just("null".to_owned()),
+        Just("[]".to_owned()),
+        Just("{}".to_owned()),
+        Just("1e999".to_owned()),
+        Just("-1".to_owned()),
+    ];
+    let state = prop_oneof![
+        Just("creating"),
+        Just("created"),
+        Just("failed"),
+        Just("pending"),
+        Just("deleting"),
+        Just("other"),
+    ];
+    let shaped = (
+        proptest::collection::vec((state, value.clone()), 0..7),
+        value,
+    )
+        .prop_map(|(fields, time)| {
+            let status: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+            format!(
+                r#"{{"statistics":{{"status":{{{}}}}},"operationTime":{time}}}"#,
+                status.join(",")
+            )
+            .into_bytes()
+        });
+    prop_oneof![
+        3 => shaped,
+        1 => proptest::collection::vec(any::<u8>(), 0..256),
+        1 => "\\PC{0,200}".prop_map(String::into_bytes),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_statistics_parser_never_panics(body in statistics_bodies()) {
+        if let Ok(stats) = PoolStatistics::parse(&body) {
+            // Counts are never negative: a negative count is a wrong answer, not a count.
+            for count in [stats.creating, stats.created, stats.failed, stats.pending, stats.deleting]
+                .into_iter()
+                .flatten()
+            {
+                prop_assert!(count >= 0);
+            }
+        }
+    }
+
+    #[test]
+    fn cut_bodies_are_refused_not_misread(cut in 1usize..60) {
+        let body = br#"{"statistics":{"status":{"creating":0,"created":9,"failed":0,"pending":0,"deleting":1}},"operationTime":"2025-03-27 11:48:55 +0000 UTC"}"#;
+        let cut = cut.min(body.len() - 1);
+        prop_assert!(PoolStatistics::parse(&body[..body.len() - cut]).is_err());
+    }
+
+    #[test]
+    fn encoding_keeps_only_unreserved_bytes_and_round_trips(s in "\\PC{0,40}") {
+        let encoded = encode_component(&s);
+        prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b)));
+        prop_assert_eq!(percent_decode(&encoded), s.as_bytes().to_vec());
+    }
+
+    #[test]
+    fn canonical_uris_end_with_a_slash_and_never_panic(path in "(/[\\PC&&[^/]]{0,8}){0,5}/?") {
+        let uri = canonical_uri(&path);
+        prop_assert!(uri.ends_with('/'));
+        prop_assert!(uri.starts_with('/'));
+    }
+
+    #[test]
+    fn canonical_queries_are_order_independent(
+        mut pairs in proptest::collection::vec(("\\PC{0,6}", "\\PC{0,6}"), 0..6)
+    ) {
+        let forward = canonical_query(&pairs);
+        pairs.reverse();
+        prop_assert_eq!(&canonical_query(&pairs), &forward);
+        // What the simulator parses back signs the same.
+        let parsed = parse_query(&forward);
+        prop_assert_eq!(canonical_query(&parsed), forward);
+    }
+
+    #[test]
+    fn raw_queries_and_authorizations_parse_without_panic(raw in "\\PC{0,80}") {
+        let _ = parse_query(&raw);
+        let _ = Authorization::parse(&raw);
+        let _ = Authorization::parse(&format!("SDK-HMAC-SHA256 {raw}"));
+        let _ = SdkDate::parse(&raw);
+    }
+
+    #[test]
+    fn signing_is_deterministic_and_the_secret_never_appears(
+        path in "(/[a-zA-Z0-9%{} ._-]{0,8}){0,4}",
+        query in proptest::collection::vec(("[a-zA-Z0-9 ._=&-]{0,6}", "\\PC{0,6}"), 0..4),
+        secs in 0i64..253_402_300_799,
+    ) {
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let request = RequestToSign {
+            method: "GET",
+            host: "modelarts.example.internal:8443",
+            path: if path.is_empty() { "/" } else { &path },
+            query: &query,
+            headers: &[("Content-Type", "application/json")],
+            body: b"",
+        };
+        let secret = "property-secret-key-never-shown-000";
+        let credentials = Credentials::new("PROPERTYAK0000000001", secret);
+        let date = SdkDate::parse(&format!(
+            "{}",
+            jiff::Timestamp::from_second(secs).unwrap().strftime("%Y%m%dT%H%M%SZ")
+        )).expect("a date in range");
+        prop_assert_eq!(date.unix_seconds(), secs);
+        let a = signer::sign(&request, &credentials, date);
+        let b = signer::sign(&request, &credentials, date);
+        prop_assert_eq!(&a.authorization, &b.authorization);
+        prop_assert!(Authorization::parse(&a.authorization).is_some());
+        prop_assert!(!a.authorization.contains(secret));
+        prop_assert!(a.headers.iter().all(|(_, v)| !v.contains(secret)));
+        let shown = format!("{a:?}");
+        prop_assert!(!shown.contains(secret));
+    }
+
+    #[test]
+    fn sdk_dates_round_trip(secs in 0i64..253_402_300_799) {
+        let text = jiff::Timestamp::from_second(secs).unwrap().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let date = SdkDate::parse(&text).expect("parses");
+        prop_assert_eq!(date.to_string(), text);
+    }
+
+    #[test]
+    fn intervals_parse_or_explain_themselves(text in "[0-9hms.µnu+-]{0,12}|\\PC{0,12}") {
+        match parse_interval(&text) {
+            Ok(interval) => prop_assert!(interval.as_secs() >= 30),
+            Err(e) => {
+                prop_assert_eq!(e.field, "interval");
+                prop_assert!(!e.problem.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn endpoints_parse_without_panic(
+        scheme in "(https?|ftp|)",
+        host in "\\PC{0,20}",
+        port in proptest::option::of(any::<u32>()),
+        path in "\\PC{0,10}",
+        allow_http in any::<bool>(),
+    ) {
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        let input = format!("{scheme}://{host}{port}{path}");
+        if let Ok(endpoint) = Endpoint::parse(&input, allow_http) {
+            let shown = endpoint.to_string();
+            prop_assert!(shown.starts_with("http://") || shown.starts_with("https://"));
+        }
+    }
+
+    #[test]
+    fn any_spec_resolves_or_names_a_field(
+        project_id in proptest::option::of("\\PC{0,70}"),
+        workspace_id in "\\PC{0,70}",
+        region in proptest::option::of("[a-z]{1,3}-[a-z]{1,8}-[0-9]{1,2}|\\PC{0,12}"),
+        endpoint in proptest::option::of("(https?://)?\\PC{0,30}"),
+        iam_endpoint in proptest::option::of("(https?://)?\\PC{0,30}"),
+        interval in "[0-9]{1,4}(s|m|h)|\\PC{0,8}",
+        allow_http in any::<bool>(),
+    ) {
+        let spec = PoolStatisticsWatchSpec {
+            project_id,
+            workspace_id,
+            region,
+            endpoint,
+            iam_endpoint,
+            credentials_secret_ref: LocalSecretReference { name: "creds".to_owned() },
+            interval,
+            suspend: false,
+        };
+        match WatchTarget::from_spec(&spec, allow_http) {
+            Ok(target) => prop_assert!(target.interval.as_secs() >= 30),
+            Err(e) => {
+                prop_assert!(
+                    ["endpoint", "region", "iamEndpoint", "projectId", "interval", "workspaceId"]
+                        .contains(&e.field),
+                    "{e}"
+                );
+                prop_assert!(e.to_string().starts_with("spec."));
+            }
+        }
+    }
+}

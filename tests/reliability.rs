@@ -1,0 +1,977 @@
+//! Reliability and security end to end: the real `poolwatch run` binary against Kubernetes
+//! faults (API server restarts and outages, a killed leader), upstream faults (refused, hung,
+//! slow, 5xx, 429, bad bodies, untrusted TLS, clock skew), specs that pass the schema but cannot
+//! work, and secrets that must never show up anywhere.
+//!
+//! Tests that stop the API server use a control plane of their own
+//! (`support::faults::IsolatedControlPlane`), so the other tests never see the outage.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use poolwatch::resource::{PoolCounts, PoolStatisticsWatch};
+use poolwatch::simulator::{
+    Api as SimulatorApi, Fault, FaultKind, PoolCounts as SimulatedCounts, RequestFilter,
+    SimulatorConfig, SimulatorHandle,
+};
+use serde_json::{Value, json};
+use support::control_plane::{ControlPlane, TestNamespace, run};
+use support::faults::{IsolatedControlPlane, TestPki, resident_kib, scratch_dir};
+use support::operator::{
+    Operator, condition, eventually, has_condition, request_refresh, wait_for_watch,
+};
+use support::simulator::{self, AK, PROJECT, SK, TEMP_AK, TEMP_SK, TOKEN};
+
+/// Generous bound for things that happen "at once": a poll and a status write.
+const SOON: Duration = Duration::from_secs(25);
+
+/// One test's namespace, simulator and watches.
+struct Scene {
+    namespace: TestNamespace,
+    simulator: SimulatorHandle,
+    watches: Api<PoolStatisticsWatch>,
+}
+
+impl Scene {
+    /// On the shared control plane, with a Secret `creds` holding the permanent key.
+    async fn new(test: &str) -> Self {
+        Self::on(TestNamespace::new(test).await, simulator::start().await).await
+    }
+
+    async fn on(namespace: TestNamespace, simulator: SimulatorHandle) -> Self {
+        let watches = Api::namespaced(namespace.client.clone(), &namespace.name);
+        let scene = Self {
+            namespace,
+            simulator,
+            watches,
+        };
+        scene
+            .secret("creds", &[("accessKeyId", AK), ("secretAccessKey", SK)])
+            .await;
+        scene
+    }
+
+    fn plane(&self) -> &'static ControlPlane {
+        self.namespace.control_plane
+    }
+
+    /// `poolwatch run` for this namespace (plus `more` namespaces) at debug level.
+    fn operator(&self, extra: &[&str]) -> Operator {
+        self.operator_logging("poolwatch=debug,info", extra)
+    }
+
+    fn operator_logging(&self, level: &str, extra: &[&str]) -> Operator {
+        Operator::start_on(&self.plane().kubeconfig, &self.namespace.name, level, extra)
+    }
+
+    async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        put_secret(&self.namespace, name, data).await;
+    }
+
+    /// A watch of the simulator's project, workspace `workspace`, polled every 30 s.
+    async fn watch(&self, name: &str, workspace: &str) {
+        self.watch_with(name, workspace, json!({})).await;
+    }
+
+    /// A watch with `overrides` merged into the default spec (`null` removes a field).
+    async fn watch_with(&self, name: &str, workspace: &str, overrides: Value) {
+        let mut spec = json!({
+            "endpoint": self.simulator.base_url(),
+            "projectId": PROJECT,
+            "workspaceId": workspace,
+            "credentialsSecretRef": {"name": "creds"},
+            "interval": "30s",
+        });
+        if let (Some(spec), Some(overrides)) = (spec.as_object_mut(), overrides.as_object()) {
+            for (key, value) in overrides {
+                if value.is_null() {
+                    spec.remove(key);
+                } else {
+                    spec.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        let watch: PoolStatisticsWatch = serde_json::from_value(json!({
+            "apiVersion": "poolwatch.io/v1alpha1",
+            "kind": "PoolStatisticsWatch",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("a valid watch");
+        self.watches
+            .create(&PostParams::default(), &watch)
+            .await
+            .expect("create the watch");
+    }
+
+    async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&PoolStatisticsWatch) -> bool,
+    ) -> PoolStatisticsWatch {
+        wait_for_watch(&self.watches, name, what, timeout, check).await
+    }
+
+    async fn ready(&self, name: &str) -> PoolStatisticsWatch {
+        self.wait(name, "Ready", SOON, |w| {
+            has_condition(w, "Ready", "True", "Synced")
+        })
+        .await
+    }
+
+    /// Sets the simulated counts of a workspace of the project.
+    fn set_counts(&self, workspace: &str, created: i64) {
+        self.simulator.set_counts(
+            PROJECT,
+            workspace,
+            SimulatedCounts::new(0, created, 0, 0, 1),
+        );
+    }
+
+    fn requests(&self, workspace: &str) -> u64 {
+        self.simulator.requests_served(
+            &RequestFilter::api(SimulatorApi::Statistics)
+                .with_project(PROJECT)
+                .with_workspace(workspace),
+        )
+    }
+
+    /// Completed status writes of watch `name`, from the audit log.
+    fn status_writes(&self, name: &str) -> usize {
+        self.namespace
+            .audit_events()
+            .iter()
+            .filter(|e| {
+                e["objectRef"]["subresource"] == "status"
+                    && e["objectRef"]["name"] == name
+                    && e["verb"] == "patch"
+                    && e["stage"] == "ResponseComplete"
+                    && e["responseStatus"]["code"] == 200
+            })
+            .count()
+    }
+}
+
+async fn put_secret(namespace: &TestNamespace, name: &str, data: &[(&str, &str)]) {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    let mut value = serde_json::to_value(secret).expect("a Secret serialises");
+    value["apiVersion"] = json!("v1");
+    value["kind"] = json!("Secret");
+    Api::<Secret>::namespaced(namespace.client.clone(), &namespace.name)
+        .patch(
+            name,
+            &PatchParams::apply("poolwatch-tests").force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .expect("apply the Secret");
+}
+
+fn created(watch: &PoolStatisticsWatch) -> Option<i64> {
+    watch
+        .status
+        .as_ref()
+        .and_then(|s| s.pools)
+        .and_then(|p| p.created)
+}
+
+fn pools(watch: &PoolStatisticsWatch) -> Option<PoolCounts> {
+    watch.status.as_ref().and_then(|s| s.pools)
+}
+
+fn message(watch: &PoolStatisticsWatch, type_: &str) -> String {
+    watch
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Ready True with `reason`: a transient failure that kept the last good counts.
+fn kept_counts_with(watch: &PoolStatisticsWatch, reason: &str, created_count: i64) -> bool {
+    has_condition(watch, "Ready", "True", reason)
+        && has_condition(watch, "Stalled", "False", reason)
+        && created(watch) == Some(created_count)
+}
+
+/// The value of a counter or gauge line `series` on a metrics page (0 when absent).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+// ---- Kubernetes faults ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statuses() {
+    let isolated = IsolatedControlPlane::start("reliability-restart");
+    let scene = Scene::on(
+        isolated.namespace("restart").await,
+        simulator::start().await,
+    )
+    .await;
+    for (name, workspace) in [
+        ("steady-a", "0"),
+        ("steady-b", "ws-partial"),
+        ("moving", "m"),
+    ] {
+        scene.set_counts("m", 1);
+        scene.watch(name, workspace).await;
+    }
+    let mut operator = scene.operator(&[]);
+    for name in ["steady-a", "steady-b", "moving"] {
+        scene.ready(name).await;
+    }
+    let pid = operator.pid();
+    let writes_before: Vec<usize> = ["steady-a", "steady-b"]
+        .iter()
+        .map(|name| scene.status_writes(name))
+        .collect();
+
+    isolated.stop_api_server();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    isolated.start_api_server();
+
+    // The watch streams are back: a new object, a refresh request and new counts all arrive.
+    scene.watch("after-restart", "0").await;
+    scene.ready("after-restart").await;
+    scene.set_counts("m", 2);
+    request_refresh(&scene.watches, "moving", "after-restart").await;
+    scene
+        .wait("moving", "showing the new counts", SOON, |w| {
+            created(w) == Some(2)
+        })
+        .await;
+
+    assert!(
+        !operator.wait_exit(Duration::from_millis(100)),
+        "the operator exited"
+    );
+    assert_eq!(operator.pid(), pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes_after: Vec<usize> = ["steady-a", "steady-b"]
+        .iter()
+        .map(|name| scene.status_writes(name))
+        .collect();
+    assert_eq!(
+        writes_before, writes_after,
+        "unchanged statuses were written again after the API server restart"
+    );
+    // kube's client logs its failed connections at ERROR during the outage; poolwatch itself
+    // reports nothing worse than a warning.
+    let errors: Vec<String> = operator
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("\"level\":\"ERROR\"") && l.contains("\"target\":\"poolwatch"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
+    let isolated = IsolatedControlPlane::start("reliability-writes");
+    let scene = Scene::on(isolated.namespace("writes").await, simulator::start().await).await;
+    scene.set_counts("w", 1);
+    scene.watch("pools", "w").await;
+    let operator = scene.operator(&[]);
+    scene.ready("pools").await;
+
+    // New counts upstream, answered slowly: the API server goes away while the poll is in
+    // flight (after the Secret was read), so the status write that follows fails.
+    scene.set_counts("w", 2);
+    scene.simulator.inject(
+        Fault::new(FaultKind::Latency { millis: 5000 })
+            .times(1)
+            .for_workspace("w"),
+    );
+    let served = scene.requests("w");
+    request_refresh(&scene.watches, "pools", "during-outage").await;
+    eventually("the poll in flight", SOON, || async {
+        (scene.simulator.stats().in_flight > 0).then_some(())
+    })
+    .await;
+    isolated.stop_api_server();
+    eventually("the slow answer", SOON, || async {
+        (scene.requests("w") > served).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    isolated.start_api_server();
+
+    let watch = scene
+        .wait(
+            "pools",
+            "showing the counts polled during the outage",
+            Duration::from_secs(40),
+            |w| created(w) == Some(2),
+        )
+        .await;
+    assert!(has_condition(&watch, "Ready", "True", "Synced"));
+    assert_eq!(
+        scene.requests("w"),
+        served + 1,
+        "a failed status write must not cause another upstream call"
+    );
+    let metrics = operator.metrics().await;
+    assert!(
+        metric(&metrics, r#"poolwatch_status_writes_total{result="error"}"#) >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_releases_the_lease() {
+    let scene = Scene::new("leader-kill").await;
+    scene.watch("pools", "0").await;
+    let flags = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        scene.namespace.name.as_str(),
+        "--leader-election-lease-duration",
+        "6s",
+    ];
+    let first = scene.operator(&flags);
+    let second = scene.operator(&flags);
+    let leads = |metrics: &str| metrics.lines().any(|line| line == "poolwatch_leader 1");
+    let first_leads = eventually("a leader", SOON, || async {
+        let (a, b) = (first.metrics().await, second.metrics().await);
+        (leads(&a) != leads(&b)).then_some(leads(&a))
+    })
+    .await;
+    scene.ready("pools").await;
+    let (mut leader, mut standby) = if first_leads {
+        (first, second)
+    } else {
+        (second, first)
+    };
+
+    leader.signal("KILL");
+    assert!(leader.wait_exit(Duration::from_secs(5)));
+    let killed = Instant::now();
+    eventually("the standby to lead", Duration::from_secs(15), || async {
+        leads(&standby.metrics().await).then_some(())
+    })
+    .await;
+    let takeover = killed.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(6 + 3),
+        "the standby took {takeover:?} to lead; the Lease lasts 6 s"
+    );
+    // The new leader polls.
+    scene.set_counts("0", 42);
+    request_refresh(&scene.watches, "pools", "new-leader").await;
+    scene
+        .wait("pools", "polled by the new leader", SOON, |w| {
+            created(w) == Some(42)
+        })
+        .await;
+
+    // SIGTERM: gone within 10 s, the Lease released.
+    let stopping = Instant::now();
+    standby.signal("TERM");
+    assert!(
+        standby.wait_exit(Duration::from_secs(10)),
+        "the leader did not stop within 10 s of SIGTERM"
+    );
+    let lease = Api::<Lease>::namespaced(scene.namespace.client.clone(), &scene.namespace.name)
+        .get("poolwatch-leader")
+        .await
+        .expect("the Lease exists");
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        holder.is_empty(),
+        "the Lease is still held by {holder:?} after SIGTERM ({:?})",
+        stopping.elapsed()
+    );
+}
+
+// ---- Upstream faults ------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_connections_keep_the_counts_then_turn_ready_false_and_recover() {
+    let scene = Scene::new("refused").await;
+    let upstream = simulator::start().await;
+    let addr = upstream.addr();
+    scene
+        .watch_with("pools", "0", json!({"endpoint": upstream.base_url()}))
+        .await;
+    let _operator = scene.operator(&["--upstream-timeout", "3s"]);
+    scene.ready("pools").await;
+    upstream.shutdown().await;
+
+    // Within the freshness window (3 intervals = 90 s) the last counts stay, Ready True.
+    scene
+        .wait(
+            "pools",
+            "NetworkError with the counts kept",
+            Duration::from_secs(45),
+            |w| kept_counts_with(w, "NetworkError", 9),
+        )
+        .await;
+    // After it, Ready False with the reason, and still the last counts.
+    let stale = scene
+        .wait(
+            "pools",
+            "Ready False after 3 intervals",
+            Duration::from_secs(120),
+            |w| has_condition(w, "Ready", "False", "NetworkError"),
+        )
+        .await;
+    assert_eq!(created(&stale), Some(9));
+    assert!(has_condition(&stale, "Stalled", "False", "NetworkError"));
+
+    let mut config = SimulatorConfig::new(simulator::setup());
+    config.listen = addr;
+    let _back = simulator::start_with(config).await;
+    // Backoff is capped at the interval (30 s ± 10%).
+    scene
+        .wait("pools", "Ready again", Duration::from_secs(45), |w| {
+            has_condition(w, "Ready", "True", "Synced")
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_upstream_times_out_without_delaying_other_watches_and_slow_answers_succeed() {
+    let scene = Scene::new("hung").await;
+    scene.set_counts("hung", 5);
+    scene.set_counts("slow", 6);
+    for (name, workspace) in [("hung", "hung"), ("slow", "slow"), ("fine", "0")] {
+        scene.watch(name, workspace).await;
+    }
+    let _operator = scene.operator(&["--upstream-timeout", "3s"]);
+    for name in ["hung", "slow", "fine"] {
+        scene.ready(name).await;
+    }
+    scene
+        .simulator
+        .inject(Fault::new(FaultKind::Hang).for_workspace("hung"));
+    scene
+        .simulator
+        .inject(Fault::new(FaultKind::Latency { millis: 2200 }).for_workspace("slow"));
+    scene.set_counts("0", 10);
+    scene.set_counts("slow", 11);
+
+    let asked = Instant::now();
+    for name in ["hung", "slow", "fine"] {
+        request_refresh(&scene.watches, name, "now").await;
+    }
+    scene
+        .wait("fine", "showing new counts", SOON, |w| {
+            created(w) == Some(10)
+        })
+        .await;
+    let fine_after = asked.elapsed();
+    assert!(
+        fine_after < Duration::from_secs(3),
+        "a hung upstream delayed another watch: {fine_after:?}"
+    );
+    let slow = scene
+        .wait("slow", "showing new counts", SOON, |w| {
+            created(w) == Some(11)
+        })
+        .await;
+    assert!(has_condition(&slow, "Ready", "True", "Synced"));
+    let hung = scene
+        .wait(
+            "hung",
+            "Timeout with the counts kept",
+            Duration::from_secs(40),
+            |w| kept_counts_with(w, "Timeout", 5),
+        )
+        .await;
+    assert!(message(&hung, "Ready").contains("last good counts"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn error_bursts_and_throttling_storms_keep_the_counts_and_honour_retry_after() {
+    let scene = Scene::new("storms").await;
+    for ws in ["burst", "storm", "storm-ra"] {
+        scene.set_counts(ws, 7);
+        scene.watch(ws, ws).await;
+    }
+    let _operator = scene.operator(&[]);
+    for ws in ["burst", "storm", "storm-ra"] {
+        scene.ready(ws).await;
+    }
+    scene
+        .simulator
+        .inject(Fault::status(503).times(4).for_workspace("burst"));
+    scene
+        .simulator
+        .inject(Fault::status(502).times(4).for_workspace("burst"));
+    scene
+        .simulator
+        .inject(Fault::status(429).for_workspace("storm"));
+    scene.simulator.inject(
+        Fault::status(429)
+            .retry_after("40")
+            .for_workspace("storm-ra"),
+    );
+    for ws in ["burst", "storm", "storm-ra"] {
+        request_refresh(&scene.watches, ws, "storm").await;
+    }
+
+    scene
+        .wait(
+            "burst",
+            "UpstreamUnavailable with the counts kept",
+            SOON,
+            |w| kept_counts_with(w, "UpstreamUnavailable", 7),
+        )
+        .await;
+    scene
+        .wait("storm", "Throttled with the counts kept", SOON, |w| {
+            kept_counts_with(w, "Throttled", 7)
+        })
+        .await;
+    scene
+        .wait("storm-ra", "Throttled with the counts kept", SOON, |w| {
+            kept_counts_with(w, "Throttled", 7)
+        })
+        .await;
+
+    // Without Retry-After: exponential backoff (5 s, 10 s, …), each poll at most 3 attempts.
+    let (storm, storm_ra) = (scene.requests("storm"), scene.requests("storm-ra"));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let storm_more = scene.requests("storm") - storm;
+    assert!(
+        storm_more <= 6,
+        "{storm_more} requests in 20 s of a 429 storm: no backoff"
+    );
+    // With Retry-After: 40 s, nothing at all for 20 s.
+    assert_eq!(
+        scene.requests("storm-ra"),
+        storm_ra,
+        "Retry-After: 40 was not honoured"
+    );
+
+    // The burst is over by itself (8 failed answers); the next poll recovers.
+    scene.set_counts("burst", 8);
+    scene
+        .wait(
+            "burst",
+            "recovered with new counts",
+            Duration::from_secs(45),
+            |w| has_condition(w, "Ready", "True", "Synced") && created(w) == Some(8),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_bodies_keep_the_counts_and_a_5_mib_body_does_not_grow_memory() {
+    let scene = Scene::new("bodies").await;
+    let cases = ["truncated", "oversized", "invalid-json", "wrong-shape"];
+    for ws in cases {
+        scene.set_counts(ws, 3);
+        scene.watch(ws, ws).await;
+    }
+    let operator = scene.operator(&[]);
+    for ws in cases {
+        scene.ready(ws).await;
+    }
+    let faults = [
+        FaultKind::Truncated,
+        FaultKind::Oversized { bytes: 5 << 20 },
+        FaultKind::InvalidJson,
+        FaultKind::WrongShape,
+    ];
+    for (ws, kind) in cases.iter().zip(faults) {
+        scene.simulator.inject(Fault::new(kind).for_workspace(*ws));
+    }
+    let memory_before = resident_kib(operator.pid());
+    let invalid = r#"poolwatch_polls_total{result="InvalidResponse"}"#;
+    for round in 0..4 {
+        let before = metric(&operator.metrics().await, invalid);
+        for ws in cases {
+            request_refresh(&scene.watches, ws, &format!("bad-{round}")).await;
+        }
+        eventually("four invalid answers", SOON, || async {
+            (metric(&operator.metrics().await, invalid) >= before + 4.0).then_some(())
+        })
+        .await;
+    }
+    for ws in cases {
+        let watch = scene
+            .wait(ws, "InvalidResponse with the counts kept", SOON, |w| {
+                kept_counts_with(w, "InvalidResponse", 3)
+            })
+            .await;
+        assert!(!message(&watch, "Ready").is_empty());
+    }
+    let memory_after = resident_kib(operator.pid());
+    assert!(
+        memory_after < memory_before + 32 * 1024,
+        "memory grew from {memory_before} KiB to {memory_after} KiB on 5 MiB bodies"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_certificate_is_refused_unless_its_ca_is_configured() {
+    let pki = TestPki::new();
+    let mut config = SimulatorConfig::new(simulator::setup());
+    config.tls = Some(pki.server.clone());
+    let tls_simulator = simulator::start_with(config).await;
+    assert!(tls_simulator.base_url().starts_with("https://"));
+    let scene = Scene::on(TestNamespace::new("tls").await, tls_simulator).await;
+    scene.watch("pools", "0").await;
+
+    let untrusting = scene.operator(&[]);
+    let refused = scene
+        .wait("pools", "refused over TLS", SOON, |w| {
+            has_condition(w, "Ready", "False", "NetworkError")
+        })
+        .await;
+    let text = message(&refused, "Ready").to_lowercase();
+    assert!(
+        text.contains("certificate"),
+        "the condition should say the certificate is not trusted: {text}"
+    );
+    assert_eq!(pools(&refused), None);
+    drop(untrusting);
+
+    let dir = scratch_dir("tls");
+    let ca = pki.write_ca(&dir);
+    let _trusting = scene.operator(&["--ca-bundle", ca.to_str().expect("a UTF-8 path")]);
+    scene
+        .wait(
+            "pools",
+            "Ready with the CA configured",
+            Duration::from_secs(45),
+            |w| has_condition(w, "Ready", "True", "Synced"),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clock_skew_refusal_stalls_with_a_reason_that_names_the_clock() {
+    let mut config = SimulatorConfig::new(simulator::setup());
+    config.clock = poolwatch::modelarts::Clock::from_fn(|| {
+        std::time::SystemTime::now() + Duration::from_secs(3600)
+    });
+    let scene = Scene::on(
+        TestNamespace::new("skew").await,
+        simulator::start_with(config).await,
+    )
+    .await;
+    scene.watch("pools", "0").await;
+    let _operator = scene.operator(&[]);
+    let watch = scene
+        .wait("pools", "Stalled on clock skew", SOON, |w| {
+            has_condition(w, "Stalled", "True", "ClockSkew")
+        })
+        .await;
+    assert!(has_condition(&watch, "Ready", "False", "ClockSkew"));
+    assert!(
+        message(&watch, "Stalled").to_lowercase().contains("clock"),
+        "{:?}",
+        message(&watch, "Stalled")
+    );
+}
+
+// ---- Bad input ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn specs_the_schema_accepts_but_cannot_work_stall_naming_the_field() {
+    let scene = Scene::new("wrong-specs").await;
+    scene
+        .watch_with(
+            "unknown-region",
+            "0",
+            json!({"endpoint": null, "projectId": null, "region": "xx-nowhere-9"}),
+        )
+        .await;
+    scene
+        .watch_with(
+            "endpoint-path",
+            "0",
+            json!({"endpoint": "https://modelarts.example.internal/v2/pools"}),
+        )
+        .await;
+    let mut operator = scene.operator(&[]);
+    for (name, field) in [
+        ("unknown-region", "spec.region"),
+        ("endpoint-path", "spec.endpoint"),
+    ] {
+        let watch = scene
+            .wait(name, "Stalled InvalidSpec", SOON, |w| {
+                has_condition(w, "Stalled", "True", "InvalidSpec")
+            })
+            .await;
+        assert!(has_condition(&watch, "Ready", "False", "InvalidSpec"));
+        let text = message(&watch, "Stalled");
+        assert!(text.contains(field), "{name}: {text:?} should name {field}");
+    }
+    assert!(
+        !operator.wait_exit(Duration::from_millis(100)),
+        "the operator exited"
+    );
+    assert_eq!(
+        scene.simulator.stats().total,
+        0,
+        "no upstream call for bad specs"
+    );
+}
+
+// ---- Security -------------------------------------------------------------------------------
+
+/// A secret key the simulator does not know for `AK`: refused with 401.
+const WRONG_SK: &str = "wrong-secret-key-5e5e-never-print-me-a1a1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_logs_events_statuses_errors_or_metrics() {
+    let scene = Scene::new("no-leaks").await;
+    scene
+        .secret(
+            "wrong",
+            &[("accessKeyId", AK), ("secretAccessKey", WRONG_SK)],
+        )
+        .await;
+    scene
+        .secret(
+            "temporary",
+            &[
+                ("accessKeyId", TEMP_AK),
+                ("secretAccessKey", TEMP_SK),
+                ("securityToken", TOKEN),
+            ],
+        )
+        .await;
+    scene.set_counts("echo", 1);
+    scene.set_counts("temp-echo", 1);
+    // A gateway that echoes what it got, the request's own secrets included, in its 401 and
+    // 5xx bodies.
+    let echo = |ak: &str, sk: &str, token: &str| {
+        format!(
+            "verify aksk signature fail: Authorization SDK-HMAC-SHA256 Access={ak}, \
+             Signature=abc; sk={sk}; X-Security-Token: {token}"
+        )
+    };
+    scene.simulator.inject(
+        Fault::status(401)
+            .error("APIGW.0301", echo(AK, SK, ""))
+            .for_workspace("echo"),
+    );
+    scene.simulator.inject(
+        Fault::status(500)
+            .error("ModelArts.0001", echo(TEMP_AK, TEMP_SK, TOKEN))
+            .for_workspace("temp-echo"),
+    );
+    scene.watch("good", "0").await;
+    scene
+        .watch_with(
+            "refused",
+            "0",
+            json!({"credentialsSecretRef": {"name": "wrong"}}),
+        )
+        .await;
+    scene
+        .watch_with(
+            "temporary",
+            "0",
+            json!({"credentialsSecretRef": {"name": "temporary"}}),
+        )
+        .await;
+    scene.watch("echo", "echo").await;
+    scene
+        .watch_with(
+            "temp-echo",
+            "temp-echo",
+            json!({"credentialsSecretRef": {"name": "temporary"}}),
+        )
+        .await;
+    let operator = scene.operator_logging("trace", &[]);
+    scene.ready("good").await;
+    scene.ready("temporary").await;
+    scene
+        .wait("refused", "Stalled", SOON, |w| {
+            has_condition(w, "Stalled", "True", "AuthenticationFailed")
+        })
+        .await;
+    scene
+        .wait("echo", "Stalled", SOON, |w| {
+            has_condition(w, "Stalled", "True", "AuthenticationFailed")
+        })
+        .await;
+    scene
+        .wait("temp-echo", "failing", SOON, |w| {
+            condition(w, "Ready").is_some_and(|(_, reason)| reason == "UpstreamUnavailable")
+        })
+        .await;
+
+    let mut produced = vec![
+        ("logs", operator.logs().join("\n")),
+        ("metrics", operator.metrics().await),
+    ];
+    for kind in ["psw", "events"] {
+        let text =
+            run(scene.namespace.kubectl().args(["get", kind, "-o", "json"])).expect("kubectl get");
+        produced.push((kind, text));
+    }
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+        .args(["fetch", "--endpoint", &scene.simulator.base_url()])
+        .args(["--project-id", PROJECT, "--workspace-id", "temp-echo"])
+        .env("HUAWEICLOUD_SDK_AK", TEMP_AK)
+        .env("HUAWEICLOUD_SDK_SK", TEMP_SK)
+        .env("HUAWEICLOUD_SDK_SECURITY_TOKEN", TOKEN)
+        .output()
+        .expect("poolwatch fetch runs");
+    produced.push((
+        "fetch output",
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&cli.stdout),
+            String::from_utf8_lossy(&cli.stderr)
+        ),
+    ));
+    assert!(
+        produced[0].1.contains("\"level\":\"TRACE\""),
+        "the operator logged at trace level"
+    );
+    for secret in [SK, TEMP_SK, TOKEN, WRONG_SK] {
+        let encoded = base64(secret.as_bytes());
+        for (what, text) in &produced {
+            assert!(!text.contains(secret), "{what} holds a secret:\n{text}");
+            assert!(
+                !text.contains(&encoded),
+                "{what} holds a base64 secret:\n{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_cannot_read_a_secret_of_another_namespace() {
+    let scene = Scene::new("secret-scope").await;
+    let other = TestNamespace::new("secret-scope-other").await;
+    put_secret(
+        &other,
+        "elsewhere",
+        &[("accessKeyId", AK), ("secretAccessKey", SK)],
+    )
+    .await;
+    scene
+        .watch_with(
+            "pools",
+            "0",
+            json!({"credentialsSecretRef": {"name": "elsewhere"}}),
+        )
+        .await;
+    let namespaces = format!("{},{}", scene.namespace.name, other.name);
+    let _operator = Operator::start_on(
+        &scene.plane().kubeconfig,
+        &namespaces,
+        "poolwatch=debug,info",
+        &[],
+    );
+    scene
+        .wait("pools", "Stalled CredentialsNotFound", SOON, |w| {
+            has_condition(w, "Stalled", "True", "CredentialsNotFound")
+        })
+        .await;
+    let own = scene
+        .namespace
+        .audit_events_until(Duration::from_secs(10), |events| {
+            events.iter().any(|e| {
+                e["objectRef"]["resource"] == "secrets" && e["objectRef"]["name"] == "elsewhere"
+            })
+        })
+        .await;
+    assert!(own.iter().any(|e| {
+        e["objectRef"]["resource"] == "secrets"
+            && e["verb"] == "get"
+            && e["responseStatus"]["code"] == 404
+    }));
+    let read_elsewhere: Vec<Value> = other
+        .audit_events()
+        .into_iter()
+        .filter(|e| {
+            e["objectRef"]["resource"] == "secrets"
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|agent| agent.starts_with("poolwatch/"))
+        })
+        .collect();
+    assert!(
+        read_elsewhere.is_empty(),
+        "the operator read Secrets of another namespace: {read_elsewhere:?}"
+    );
+    assert_eq!(scene.simulator.stats().total, 0);
+}
+
+#[test]
+fn the_image_runs_as_non_root_on_a_read_only_root_filesystem() {
+    let dockerfile = std::fs::read_to_string(support::control_plane::repo_path("Dockerfile"))
+        .expect("the Dockerfile");
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("USER "))
+        .expect("the image sets a USER");
+    let uid = user.split(':').next().unwrap_or_default();
+    assert!(
+        uid.parse::<u32>().is_ok_and(|uid| uid != 0),
+        "the image must run as a numeric non-root user, not {user:?}"
+    );
+    let values = std::fs::read_to_string(support::control_plane::repo_path(
+        "charts/poolwatch/values.yaml",
+    ))
+    .expect("the chart's values");
+    let values: Value = serde_norway::from_str(&values).expect("values.yaml is YAML");
+    let container = &values["securityContext"];
+    let pod = &values["podSecurityContext"];
+    assert_eq!(
+        container["readOnlyRootFilesystem"],
+        json!(true),
+        "{values:#}"
+    );
+    assert_eq!(container["allowPrivilegeEscalation"], json!(false));
+    assert!(
+        container["runAsNonRoot"] == json!(true) || pod["runAsNonRoot"] == json!(true),
+        "{values:#}"
+    );
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

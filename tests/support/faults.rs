@@ -1,0 +1,221 @@
+//! Faults the reliability tests inflict beyond the simulator's: a control plane of their own
+//! whose API server can be stopped, restarted and frozen; throwaway TLS certificates; a
+//! process's memory.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+use poolwatch::simulator::TlsIdentity;
+
+use super::control_plane::{ControlPlane, TestNamespace, repo_path, run};
+
+/// A control plane (etcd and API server) of its own, under `target/test-cluster-NAME`, so that
+/// stopping its API server disturbs no other test. Stopped when dropped.
+pub struct IsolatedControlPlane {
+    pub plane: &'static ControlPlane,
+}
+
+impl IsolatedControlPlane {
+    /// Starts (or reuses) the control plane named `name` and applies the CRD.
+    pub fn start(name: &str) -> Self {
+        let repo_root = repo_path("");
+        let state_dir = repo_root.join(format!("target/test-cluster-{name}"));
+        let output = Command::new(repo_root.join("tests/control-plane/up.sh"))
+            .current_dir(&repo_root)
+            .env("POOLWATCH_TEST_CLUSTER_DIR", &state_dir)
+            .output()
+            .expect("run up.sh");
+        assert!(
+            output.status.success(),
+            "the isolated control plane {name} did not start:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let bin = state_dir.join("bin");
+        let plane = Box::leak(Box::new(ControlPlane {
+            kubeconfig: state_dir.join("kubeconfig"),
+            kubectl_path: bin.join("kubectl"),
+            helm_path: bin.join("helm"),
+            audit_log: state_dir.join("audit.log"),
+            repo_root,
+            state_dir,
+        }));
+        let crd = plane.repo_root.join(super::control_plane::CRD_FILE);
+        run(plane
+            .kubectl()
+            .args(["apply", "--server-side", "--force-conflicts"])
+            .args(["--field-manager", "poolwatch-tests", "-f"])
+            .arg(&crd))
+        .unwrap_or_else(|e| panic!("{e}"));
+        run(plane
+            .kubectl()
+            .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
+            .arg(&crd))
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self { plane }
+    }
+
+    /// A fresh namespace on this control plane.
+    pub async fn namespace(&self, test: &str) -> TestNamespace {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let client = self.plane.client().await;
+        let name = format!(
+            "{test}-{:x}{}",
+            fastrand::u32(..) & 0xfffff,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        TestNamespace {
+            name,
+            client,
+            control_plane: self.plane,
+        }
+    }
+
+    fn apiserver_script(&self, action: &str) {
+        let output = Command::new(repo_path("tests/control-plane/apiserver.sh"))
+            .arg(action)
+            .env("POOLWATCH_TEST_CLUSTER_DIR", &self.plane.state_dir)
+            .output()
+            .expect("run apiserver.sh");
+        assert!(
+            output.status.success(),
+            "apiserver.sh {action} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Stops the API server; etcd and its data stay.
+    pub fn stop_api_server(&self) {
+        self.apiserver_script("stop");
+    }
+
+    /// Starts the API server again, on the same port, and waits until it is ready.
+    pub fn start_api_server(&self) {
+        self.apiserver_script("start");
+    }
+
+    /// The API server's process id.
+    pub fn api_server_pid(&self) -> u32 {
+        let path = self.plane.state_dir.join("apiserver.pid");
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+            .filter(|pid| *pid != 0)
+            .unwrap_or_else(|| panic!("no API server PID in {}", path.display()))
+    }
+
+    /// Freezes (`STOP`) or thaws (`CONT`) the API server process: requests hang, then go on.
+    pub fn signal_api_server(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.api_server_pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} of the API server failed");
+    }
+}
+
+impl Drop for IsolatedControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_path("tests/control-plane/down.sh"))
+            .env("POOLWATCH_TEST_CLUSTER_DIR", &self.plane.state_dir)
+            .output();
+    }
+}
+
+/// A throwaway CA and a server certificate it signed for `127.0.0.1` and `localhost`.
+pub struct TestPki {
+    /// The CA certificate (PEM), for `--ca-bundle`.
+    pub ca_pem: String,
+    /// The server's certificate and key.
+    pub server: TlsIdentity,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "poolwatch test CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+        let server_key = rcgen::KeyPair::generate().expect("server key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "simulator");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&server_key, &ca)
+            .expect("server certificate");
+        Self {
+            ca_pem: ca.pem(),
+            server: TlsIdentity {
+                cert_pem: cert.pem().into_bytes(),
+                key_pem: server_key.serialize_pem().into_bytes(),
+            },
+        }
+    }
+
+    /// Writes the CA certificate to a file for `--ca-bundle` and returns its path.
+    pub fn write_ca(&self, dir: &std::path::Path) -> PathBuf {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &self.ca_pem).expect("write the CA file");
+        path
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resident memory of process `pid`, in KiB.
+pub fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A scratch directory under `target/`, fresh for each call.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = repo_path("target/test-scratch").join(format!(
+        "{name}-{}-{:x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// Sleeps without blocking the runtime.
+pub async fn pause(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}
