@@ -9,17 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use poolwatch::resource::PoolStatisticsWatch;
-use poolwatch::simulator::{Fault, FaultKind, SimulatorHandle};
+use poolwatch::simulator::{Fault, FaultKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::control_plane::{TestNamespace, control_plane, repo_path, run, summarise};
 use support::operator::{Operator, has_condition, request_refresh, wait_for_watch};
-use support::simulator::{self, AK, PROJECT, SK};
+use support::simulator::{AK, SK};
+use support::world::World;
 
 const CHART: &str = "charts/poolwatch";
 /// Generous bound for things that happen "at once": a poll and a status write.
@@ -869,71 +866,11 @@ fn the_argocd_cm_snippets_embed_the_tested_health_script() {
 // ---------------------------------------------------------------------------------------------
 // Against the control plane: a world with an operator
 
-struct World {
-    namespace: TestNamespace,
-    simulator: SimulatorHandle,
-    watches: Api<PoolStatisticsWatch>,
-}
-
 impl World {
-    async fn new(test: &str) -> Self {
-        let namespace = TestNamespace::new(test).await;
-        let simulator = simulator::start().await;
-        let watches = Api::namespaced(namespace.client.clone(), &namespace.name);
-        Self {
-            namespace,
-            simulator,
-            watches,
-        }
-    }
-
-    async fn secret(&self, name: &str, access_key_id: &str, secret_access_key: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..ObjectMeta::default()
-            },
-            data: Some(
-                [
-                    ("accessKeyId", access_key_id),
-                    ("secretAccessKey", secret_access_key),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-            ),
-            ..Secret::default()
-        };
-        let mut body = serde_json::to_value(secret).unwrap();
-        body["apiVersion"] = json!("v1");
-        body["kind"] = json!("Secret");
-        Api::<Secret>::namespaced(self.namespace.client.clone(), &self.namespace.name)
-            .patch(
-                name,
-                &PatchParams::apply("poolwatch-tests").force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .expect("apply the Secret");
-    }
-
+    /// A watch of the simulator's project with no `workspaceId` (the default applies).
     async fn watch(&self, name: &str, secret: &str) {
-        let watch: PoolStatisticsWatch = serde_json::from_value(json!({
-            "apiVersion": "poolwatch.io/v1alpha1",
-            "kind": "PoolStatisticsWatch",
-            "metadata": {"name": name},
-            "spec": {
-                "endpoint": self.simulator.base_url(),
-                "projectId": PROJECT,
-                "credentialsSecretRef": {"name": secret},
-                "interval": "30s",
-            },
-        }))
-        .unwrap();
-        self.watches
-            .create(&PostParams::default(), &watch)
-            .await
-            .expect("create the watch");
+        self.create_watch_with(name, "0", secret, json!({"workspaceId": null}))
+            .await;
     }
 
     /// The watch as JSON, as GitOps tools read it.
@@ -955,11 +892,11 @@ impl World {
 #[tokio::test(flavor = "multi_thread")]
 async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
     let world = World::new("chart-kstatus").await;
-    world.secret("creds", AK, SK).await;
+    world.create_secret("creds", AK, SK).await;
     // A key the simulator does not know (the known key with a wrong secret would share the
     // other watch's recent answer: calls are shared per access key id).
     world
-        .secret("refused", "TESTAKUNKNOWN0000001", "not-the-secret-key")
+        .create_secret("refused", "TESTAKUNKNOWN0000001", "not-the-secret-key")
         .await;
     let _operator = Operator::start(&world.namespace.name, &[]);
 
@@ -978,14 +915,8 @@ async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
         .simulator
         .inject(Fault::new(FaultKind::Latency { millis: 4000 }).times(1));
     world
-        .watches
-        .patch(
-            "pools",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"workspaceId": "ws-partial"}})),
-        )
-        .await
-        .unwrap();
+        .patch_spec("pools", json!({"workspaceId": "ws-partial"}))
+        .await;
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + SOON;
     let current = loop {
@@ -1030,15 +961,7 @@ async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
     assert!(!message.contains(SK) && !message.contains("not-the-secret-key"));
 
     // Suspended → InProgress for kstatus (not Ready), Suspended for Argo CD.
-    world
-        .watches
-        .patch(
-            "pools",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"suspend": true}})),
-        )
-        .await
-        .unwrap();
+    world.patch_spec("pools", json!({"suspend": true})).await;
     let suspended = world
         .until("pools", "suspended", |w| {
             has_condition(w, "Ready", "False", "Suspended")
@@ -1272,7 +1195,7 @@ async fn every_request_the_operator_makes_is_allowed_by_the_chart_rbac_and_every
     assert_eq!(leader_flags.len(), 4, "{leader_flags:?}");
     let flags: Vec<&str> = leader_flags.iter().map(String::as_str).collect();
     let since = jiff::Timestamp::now();
-    world.secret("creds", AK, SK).await;
+    world.create_secret("creds", AK, SK).await;
     let operator = Operator::start(&namespace, &flags);
 
     // A watch becomes Ready, fails, recovers, fails and recovers again (events created, then

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -19,6 +18,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
 use serde_json::{Value, json};
 use support::control_plane::{TestNamespace, control_plane, repo_path, run};
+use support::specs::{SpecFixture, spec_fixtures};
 
 const CRD_NAME: &str = "poolstatisticswatches.poolwatch.io";
 
@@ -27,41 +27,6 @@ fn psw_resource() -> ApiResource {
         &GroupVersionKind::gvk("poolwatch.io", "v1alpha1", "PoolStatisticsWatch"),
         "poolstatisticswatches",
     )
-}
-
-/// One spec fixture: its manifest and, for a bad one, what the rejection must say.
-struct SpecFixture {
-    path: PathBuf,
-    expect: Option<String>,
-    manifest: Value,
-}
-
-fn spec_fixtures(kind: &str) -> Vec<SpecFixture> {
-    let dir = repo_path("tests/fixtures/specs").join(kind);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no fixtures in {}", dir.display());
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("fixture is readable");
-            let expect = text
-                .lines()
-                .find_map(|line| line.strip_prefix("# expect: "))
-                .map(|s| s.trim().to_owned());
-            let manifest = serde_norway::from_str(&text)
-                .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-            SpecFixture {
-                path,
-                expect,
-                manifest,
-            }
-        })
-        .collect()
 }
 
 /// Creates a fixture's object in `ns`; the name comes from the file, so fixtures never clash.

@@ -3,48 +3,14 @@
 //! validator (patterns, lengths, required fields) and a CEL evaluator (`x-kubernetes-validations`).
 //! The same fixtures are replayed against a real API server in `tests/control_plane.rs`.
 
-use std::path::{Path, PathBuf};
+mod support;
 
 use jsonschema::error::ValidationErrorKind;
 use kube::CustomResourceExt;
 use poolwatch::crd::{CRD_PATH, crd_yaml};
 use poolwatch::resource::PoolStatisticsWatch;
 use serde_json::Value;
-
-/// One fixture manifest and, for a bad one, the text its rejection must mention.
-struct SpecFixture {
-    name: String,
-    expect: Option<String>,
-    manifest: Value,
-}
-
-fn fixtures(kind: &str) -> Vec<SpecFixture> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/specs")
-        .join(kind);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("fixture is readable");
-            let expect = text
-                .lines()
-                .find_map(|line| line.strip_prefix("# expect: "))
-                .map(str::to_owned);
-            SpecFixture {
-                name: path.file_stem().unwrap().to_string_lossy().into_owned(),
-                expect,
-                manifest: serde_norway::from_str(&text)
-                    .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display())),
-            }
-        })
-        .collect()
-}
+use support::specs::spec_fixtures;
 
 fn open_api_schema() -> Value {
     let crd = PoolStatisticsWatch::crd();
@@ -88,7 +54,7 @@ fn schema_problems(manifest: &Value) -> Vec<String> {
 
 #[test]
 fn every_good_spec_is_accepted() {
-    let good = fixtures("good");
+    let good = spec_fixtures("good");
     assert!(
         good.len() >= 4,
         "expected the good fixtures, found {}",
@@ -114,7 +80,7 @@ fn every_good_spec_is_accepted() {
 
 #[test]
 fn every_bad_spec_is_rejected_with_a_message_naming_the_field() {
-    let bad = fixtures("bad");
+    let bad = spec_fixtures("bad");
     assert!(
         bad.len() >= 20,
         "expected the bad fixtures, found {}",
@@ -221,7 +187,7 @@ fn printer_columns_show_readiness_and_counts_at_a_glance() {
 
 #[test]
 fn committed_crd_is_what_poolwatch_crd_prints() {
-    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_PATH))
+    let committed = std::fs::read_to_string(support::control_plane::repo_path(CRD_PATH))
         .expect("the committed CRD is readable");
     assert!(
         committed == crd_yaml().expect("the CRD renders"),

@@ -5,175 +5,21 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use poolwatch::resource::{PoolCounts, PoolStatisticsWatch};
+use kube::api::DeleteParams;
 use poolwatch::simulator::{
-    Api as SimulatorApi, Fault, PoolCounts as SimulatedCounts, RequestFilter, SimulatorHandle,
+    Api as SimulatorApi, Fault, PoolCounts as SimulatedCounts, RequestFilter,
 };
 use serde_json::json;
-use support::control_plane::{TestNamespace, run, summarise};
+use support::control_plane::{run, summarise};
 use support::operator::{
     Operator, condition, eventually, has_condition, request_refresh, wait_for_watch,
 };
-use support::simulator::{self, AK, OPERATION_TIME, PROJECT, SK};
-
-/// Generous bound for things that happen "at once": a poll and a status write.
-const SOON: Duration = Duration::from_secs(20);
-
-/// One test's world: a namespace with a credentials Secret, a simulator and an operator.
-struct World {
-    namespace: TestNamespace,
-    simulator: SimulatorHandle,
-    watches: Api<PoolStatisticsWatch>,
-    operator: Option<Operator>,
-}
-
-impl World {
-    async fn new(test: &str) -> Self {
-        let world = Self::without_operator(test).await;
-        world.create_secret("creds", AK, SK).await;
-        world.start_operator(&[])
-    }
-
-    async fn without_operator(test: &str) -> Self {
-        let namespace = TestNamespace::new(test).await;
-        let simulator = simulator::start().await;
-        let watches = Api::namespaced(namespace.client.clone(), &namespace.name);
-        Self {
-            namespace,
-            simulator,
-            watches,
-            operator: None,
-        }
-    }
-
-    fn start_operator(mut self, extra: &[&str]) -> Self {
-        self.operator = Some(Operator::start(&self.namespace.name, extra));
-        self
-    }
-
-    fn operator(&self) -> &Operator {
-        self.operator.as_ref().expect("the operator runs")
-    }
-
-    async fn create_secret(&self, name: &str, access_key_id: &str, secret_access_key: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..ObjectMeta::default()
-            },
-            data: Some(
-                [
-                    ("accessKeyId", access_key_id),
-                    ("secretAccessKey", secret_access_key),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-            ),
-            ..Secret::default()
-        };
-        let secrets: Api<Secret> =
-            Api::namespaced(self.namespace.client.clone(), &self.namespace.name);
-        secrets
-            .patch(
-                name,
-                &PatchParams::apply("poolwatch-tests").force(),
-                &Patch::Apply(&with_kind(secret)),
-            )
-            .await
-            .expect("apply the Secret");
-    }
-
-    /// A watch of workspace `workspace` of the simulator's project, polled every 30 s.
-    async fn create_watch(&self, name: &str, workspace: &str, secret: &str) -> PoolStatisticsWatch {
-        let watch: PoolStatisticsWatch = serde_json::from_value(json!({
-            "apiVersion": "poolwatch.io/v1alpha1",
-            "kind": "PoolStatisticsWatch",
-            "metadata": {"name": name},
-            "spec": {
-                "endpoint": self.simulator.base_url(),
-                "projectId": PROJECT,
-                "workspaceId": workspace,
-                "credentialsSecretRef": {"name": secret},
-                "interval": "30s",
-            },
-        }))
-        .unwrap();
-        self.watches
-            .create(&PostParams::default(), &watch)
-            .await
-            .expect("create the watch")
-    }
-
-    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
-        self.watches
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .expect("patch the spec");
-    }
-
-    async fn ready(&self, name: &str) -> PoolStatisticsWatch {
-        wait_for_watch(&self.watches, name, "Ready", SOON, |w| {
-            has_condition(w, "Ready", "True", "Synced")
-        })
-        .await
-    }
-
-    fn statistics_requests(&self, workspace: &str) -> u64 {
-        self.simulator.requests_served(
-            &RequestFilter::api(SimulatorApi::Statistics)
-                .with_project(PROJECT)
-                .with_workspace(workspace),
-        )
-    }
-
-    /// Status writes of watch `name` in the audit log.
-    fn status_writes(&self, name: &str) -> usize {
-        self.namespace
-            .audit_events()
-            .iter()
-            .filter(|e| {
-                e["objectRef"]["subresource"] == "status"
-                    && e["objectRef"]["name"] == name
-                    && e["verb"] == "patch"
-                    && e["stage"] == "ResponseComplete"
-            })
-            .count()
-    }
-}
-
-fn with_kind(secret: Secret) -> serde_json::Value {
-    let mut value = serde_json::to_value(secret).unwrap();
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Secret");
-    value
-}
-
-fn counts(watch: &PoolStatisticsWatch) -> Option<PoolCounts> {
-    watch.status.as_ref().and_then(|s| s.pools)
-}
-
-fn example_counts() -> PoolCounts {
-    PoolCounts {
-        creating: Some(0),
-        created: Some(9),
-        failed: Some(0),
-        pending: Some(0),
-        deleting: Some(1),
-    }
-}
+use support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
+use support::world::{SOON, World, counts, example_counts};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_becomes_ready_with_the_counts_and_kubectl_shows_and_waits_for_it() {
-    let world = World::new("ready").await;
+    let world = World::running("ready").await;
     world.create_watch("pools", "0", "creds").await;
 
     run(world.namespace.kubectl().args([
@@ -245,7 +91,7 @@ async fn a_watch_becomes_ready_with_the_counts_and_kubectl_shows_and_waits_for_i
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counts_changing_upstream_reach_the_status_and_unchanged_counts_write_nothing() {
-    let world = World::new("counts-change").await;
+    let world = World::running("counts-change").await;
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
     world
@@ -294,7 +140,7 @@ async fn counts_changing_upstream_reach_the_status_and_unchanged_counts_write_no
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_refresh_annotation_and_spec_changes_poll_at_once() {
-    let world = World::new("refresh").await;
+    let world = World::running("refresh").await;
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
 
@@ -334,7 +180,7 @@ async fn the_refresh_annotation_and_spec_changes_poll_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_failures_keep_ready_and_the_last_counts() {
-    let world = World::new("transient").await;
+    let world = World::running("transient").await;
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
 
@@ -369,7 +215,7 @@ async fn transient_failures_keep_ready_and_the_last_counts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_with_retry_after_is_honoured() {
-    let world = World::new("throttled").await;
+    let world = World::running("throttled").await;
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
 
@@ -400,7 +246,7 @@ async fn throttling_with_retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_keys_stall_without_a_retry_loop_until_the_secret_is_fixed() {
-    let world = World::without_operator("bad-keys").await;
+    let world = World::new("bad-keys").await;
     world.create_secret("creds", AK, "not-the-secret-key").await;
     let world = world.start_operator(&[]);
     world.create_watch("pools", "0", "creds").await;
@@ -441,9 +287,7 @@ async fn refused_keys_stall_without_a_retry_loop_until_the_secret_is_fixed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_secret_stalls_until_it_is_created() {
-    let world = World::without_operator("no-secret")
-        .await
-        .start_operator(&[]);
+    let world = World::new("no-secret").await.start_operator(&[]);
     world.create_watch("pools", "0", "creds").await;
     let watch = wait_for_watch(&world.watches, "pools", "stalled", SOON, |w| {
         has_condition(w, "Stalled", "True", "CredentialsNotFound")
@@ -466,7 +310,7 @@ async fn a_missing_secret_stalls_until_it_is_created() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn suspend_stops_polling_and_keeps_the_counts() {
-    let world = World::new("suspend").await;
+    let world = World::running("suspend").await;
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
 
@@ -492,7 +336,7 @@ async fn suspend_stops_polling_and_keeps_the_counts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watches_of_one_target_share_one_call() {
-    let world = World::new("shared").await;
+    let world = World::running("shared").await;
     world.create_watch("first", "0", "creds").await;
     world.create_watch("second", "0", "creds").await;
     world.ready("first").await;
@@ -515,7 +359,7 @@ async fn watches_of_one_target_share_one_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_watch_stops_its_polls_and_removes_its_metrics() {
-    let world = World::new("delete").await;
+    let world = World::running("delete").await;
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
     let name_label = r#"name="pools""#;
@@ -549,7 +393,7 @@ async fn deleting_a_watch_stops_its_polls_and_removes_its_metrics() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_elect_one_leader_and_a_standby_takes_over() {
-    let world = World::without_operator("leader").await;
+    let world = World::new("leader").await;
     world.create_secret("creds", AK, SK).await;
     let namespace = world.namespace.name.clone();
     let flags = [

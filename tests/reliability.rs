@@ -10,192 +10,31 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use poolwatch::resource::{PoolCounts, PoolStatisticsWatch};
-use poolwatch::simulator::{
-    Api as SimulatorApi, Fault, FaultKind, PoolCounts as SimulatedCounts, RequestFilter,
-    SimulatorConfig, SimulatorHandle,
-};
+use poolwatch::resource::PoolStatisticsWatch;
+use poolwatch::simulator::{Fault, FaultKind, SimulatorConfig, SimulatorHandle};
 use serde_json::{Value, json};
-use support::control_plane::{ControlPlane, TestNamespace, run};
+use support::control_plane::{TestNamespace, run};
 use support::faults::{IsolatedControlPlane, TestPki, resident_kib, scratch_dir};
-use support::operator::{
-    Operator, condition, eventually, has_condition, request_refresh, wait_for_watch,
-};
+use support::operator::{Operator, condition, eventually, has_condition, request_refresh};
 use support::simulator::{self, AK, PROJECT, SK, TEMP_AK, TEMP_SK, TOKEN};
+use support::world::{World, counts, created, put_secret};
 
 /// Generous bound for things that happen "at once": a poll and a status write.
 const SOON: Duration = Duration::from_secs(25);
 
-/// One test's namespace, simulator and watches.
-struct Scene {
-    namespace: TestNamespace,
-    simulator: SimulatorHandle,
-    watches: Api<PoolStatisticsWatch>,
+/// A world on the shared control plane with the Secret `creds` holding the permanent key.
+async fn new_scene(test: &str) -> World {
+    World::new(test).await.within(SOON).with_credentials().await
 }
 
-impl Scene {
-    /// On the shared control plane, with a Secret `creds` holding the permanent key.
-    async fn new(test: &str) -> Self {
-        Self::on(TestNamespace::new(test).await, simulator::start().await).await
-    }
-
-    async fn on(namespace: TestNamespace, simulator: SimulatorHandle) -> Self {
-        let watches = Api::namespaced(namespace.client.clone(), &namespace.name);
-        let scene = Self {
-            namespace,
-            simulator,
-            watches,
-        };
-        scene
-            .secret("creds", &[("accessKeyId", AK), ("secretAccessKey", SK)])
-            .await;
-        scene
-    }
-
-    fn plane(&self) -> &'static ControlPlane {
-        self.namespace.control_plane
-    }
-
-    /// `poolwatch run` for this namespace (plus `more` namespaces) at debug level.
-    fn operator(&self, extra: &[&str]) -> Operator {
-        self.operator_logging("poolwatch=debug,info", extra)
-    }
-
-    fn operator_logging(&self, level: &str, extra: &[&str]) -> Operator {
-        Operator::start_on(&self.plane().kubeconfig, &self.namespace.name, level, extra)
-    }
-
-    async fn secret(&self, name: &str, data: &[(&str, &str)]) {
-        put_secret(&self.namespace, name, data).await;
-    }
-
-    /// A watch of the simulator's project, workspace `workspace`, polled every 30 s.
-    async fn watch(&self, name: &str, workspace: &str) {
-        self.watch_with(name, workspace, json!({})).await;
-    }
-
-    /// A watch with `overrides` merged into the default spec (`null` removes a field).
-    async fn watch_with(&self, name: &str, workspace: &str, overrides: Value) {
-        let mut spec = json!({
-            "endpoint": self.simulator.base_url(),
-            "projectId": PROJECT,
-            "workspaceId": workspace,
-            "credentialsSecretRef": {"name": "creds"},
-            "interval": "30s",
-        });
-        if let (Some(spec), Some(overrides)) = (spec.as_object_mut(), overrides.as_object()) {
-            for (key, value) in overrides {
-                if value.is_null() {
-                    spec.remove(key);
-                } else {
-                    spec.insert(key.clone(), value.clone());
-                }
-            }
-        }
-        let watch: PoolStatisticsWatch = serde_json::from_value(json!({
-            "apiVersion": "poolwatch.io/v1alpha1",
-            "kind": "PoolStatisticsWatch",
-            "metadata": {"name": name},
-            "spec": spec,
-        }))
-        .expect("a valid watch");
-        self.watches
-            .create(&PostParams::default(), &watch)
-            .await
-            .expect("create the watch");
-    }
-
-    async fn wait(
-        &self,
-        name: &str,
-        what: &str,
-        timeout: Duration,
-        check: impl Fn(&PoolStatisticsWatch) -> bool,
-    ) -> PoolStatisticsWatch {
-        wait_for_watch(&self.watches, name, what, timeout, check).await
-    }
-
-    async fn ready(&self, name: &str) -> PoolStatisticsWatch {
-        self.wait(name, "Ready", SOON, |w| {
-            has_condition(w, "Ready", "True", "Synced")
-        })
+/// A world in `namespace` around `simulator`, with the Secret `creds`.
+async fn scene_on(namespace: TestNamespace, simulator: SimulatorHandle) -> World {
+    World::on(namespace, simulator)
+        .within(SOON)
+        .with_credentials()
         .await
-    }
-
-    /// Sets the simulated counts of a workspace of the project.
-    fn set_counts(&self, workspace: &str, created: i64) {
-        self.simulator.set_counts(
-            PROJECT,
-            workspace,
-            SimulatedCounts::new(0, created, 0, 0, 1),
-        );
-    }
-
-    fn requests(&self, workspace: &str) -> u64 {
-        self.simulator.requests_served(
-            &RequestFilter::api(SimulatorApi::Statistics)
-                .with_project(PROJECT)
-                .with_workspace(workspace),
-        )
-    }
-
-    /// Completed status writes of watch `name`, from the audit log.
-    fn status_writes(&self, name: &str) -> usize {
-        self.namespace
-            .audit_events()
-            .iter()
-            .filter(|e| {
-                e["objectRef"]["subresource"] == "status"
-                    && e["objectRef"]["name"] == name
-                    && e["verb"] == "patch"
-                    && e["stage"] == "ResponseComplete"
-                    && e["responseStatus"]["code"] == 200
-            })
-            .count()
-    }
-}
-
-async fn put_secret(namespace: &TestNamespace, name: &str, data: &[(&str, &str)]) {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Secret::default()
-    };
-    let mut value = serde_json::to_value(secret).expect("a Secret serialises");
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Secret");
-    Api::<Secret>::namespaced(namespace.client.clone(), &namespace.name)
-        .patch(
-            name,
-            &PatchParams::apply("poolwatch-tests").force(),
-            &Patch::Apply(&value),
-        )
-        .await
-        .expect("apply the Secret");
-}
-
-fn created(watch: &PoolStatisticsWatch) -> Option<i64> {
-    watch
-        .status
-        .as_ref()
-        .and_then(|s| s.pools)
-        .and_then(|p| p.created)
-}
-
-fn pools(watch: &PoolStatisticsWatch) -> Option<PoolCounts> {
-    watch.status.as_ref().and_then(|s| s.pools)
 }
 
 fn message(watch: &PoolStatisticsWatch, type_: &str) -> String {
@@ -227,7 +66,7 @@ fn metric(text: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statuses() {
     let isolated = IsolatedControlPlane::start("reliability-restart");
-    let scene = Scene::on(
+    let scene = scene_on(
         isolated.namespace("restart").await,
         simulator::start().await,
     )
@@ -237,17 +76,17 @@ async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statu
         ("steady-b", "ws-partial"),
         ("moving", "m"),
     ] {
-        scene.set_counts("m", 1);
-        scene.watch(name, workspace).await;
+        scene.set_created("m", 1);
+        scene.create_watch(name, workspace, "creds").await;
     }
-    let mut operator = scene.operator(&[]);
+    let mut operator = scene.spawn_operator(&[]);
     for name in ["steady-a", "steady-b", "moving"] {
         scene.ready(name).await;
     }
     let pid = operator.pid();
     let writes_before: Vec<usize> = ["steady-a", "steady-b"]
         .iter()
-        .map(|name| scene.status_writes(name))
+        .map(|name| scene.successful_status_writes(name))
         .collect();
 
     isolated.stop_api_server();
@@ -255,9 +94,9 @@ async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statu
     isolated.start_api_server();
 
     // The watch streams are back: a new object, a refresh request and new counts all arrive.
-    scene.watch("after-restart", "0").await;
+    scene.create_watch("after-restart", "0", "creds").await;
     scene.ready("after-restart").await;
-    scene.set_counts("m", 2);
+    scene.set_created("m", 2);
     request_refresh(&scene.watches, "moving", "after-restart").await;
     scene
         .wait("moving", "showing the new counts", SOON, |w| {
@@ -273,7 +112,7 @@ async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statu
     tokio::time::sleep(Duration::from_secs(3)).await;
     let writes_after: Vec<usize> = ["steady-a", "steady-b"]
         .iter()
-        .map(|name| scene.status_writes(name))
+        .map(|name| scene.successful_status_writes(name))
         .collect();
     assert_eq!(
         writes_before, writes_after,
@@ -292,21 +131,21 @@ async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statu
 #[tokio::test(flavor = "multi_thread")]
 async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
     let isolated = IsolatedControlPlane::start("reliability-writes");
-    let scene = Scene::on(isolated.namespace("writes").await, simulator::start().await).await;
-    scene.set_counts("w", 1);
-    scene.watch("pools", "w").await;
-    let operator = scene.operator(&[]);
+    let scene = scene_on(isolated.namespace("writes").await, simulator::start().await).await;
+    scene.set_created("w", 1);
+    scene.create_watch("pools", "w", "creds").await;
+    let operator = scene.spawn_operator(&[]);
     scene.ready("pools").await;
 
     // New counts upstream, answered slowly: the API server goes away while the poll is in
     // flight (after the Secret was read), so the status write that follows fails.
-    scene.set_counts("w", 2);
+    scene.set_created("w", 2);
     scene.simulator.inject(
         Fault::new(FaultKind::Latency { millis: 5000 })
             .times(1)
             .for_workspace("w"),
     );
-    let served = scene.requests("w");
+    let served = scene.statistics_requests("w");
     request_refresh(&scene.watches, "pools", "during-outage").await;
     eventually("the poll in flight", SOON, || async {
         (scene.simulator.stats().in_flight > 0).then_some(())
@@ -314,7 +153,7 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
     .await;
     isolated.stop_api_server();
     eventually("the slow answer", SOON, || async {
-        (scene.requests("w") > served).then_some(())
+        (scene.statistics_requests("w") > served).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -330,7 +169,7 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
         .await;
     assert!(has_condition(&watch, "Ready", "True", "Synced"));
     assert_eq!(
-        scene.requests("w"),
+        scene.statistics_requests("w"),
         served + 1,
         "a failed status write must not cause another upstream call"
     );
@@ -343,8 +182,8 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_releases_the_lease() {
-    let scene = Scene::new("leader-kill").await;
-    scene.watch("pools", "0").await;
+    let scene = new_scene("leader-kill").await;
+    scene.create_watch("pools", "0", "creds").await;
     let flags = [
         "--leader-elect",
         "--leader-election-namespace",
@@ -352,8 +191,8 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_relea
         "--leader-election-lease-duration",
         "6s",
     ];
-    let first = scene.operator(&flags);
-    let second = scene.operator(&flags);
+    let first = scene.spawn_operator(&flags);
+    let second = scene.spawn_operator(&flags);
     let leads = |metrics: &str| metrics.lines().any(|line| line == "poolwatch_leader 1");
     let first_leads = eventually("a leader", SOON, || async {
         let (a, b) = (first.metrics().await, second.metrics().await);
@@ -380,7 +219,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_relea
         "the standby took {takeover:?} to lead; the Lease lasts 6 s"
     );
     // The new leader polls.
-    scene.set_counts("0", 42);
+    scene.set_created("0", 42);
     request_refresh(&scene.watches, "pools", "new-leader").await;
     scene
         .wait("pools", "polled by the new leader", SOON, |w| {
@@ -414,13 +253,18 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_relea
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_connections_keep_the_counts_then_turn_ready_false_and_recover() {
-    let scene = Scene::new("refused").await;
+    let scene = new_scene("refused").await;
     let upstream = simulator::start().await;
     let addr = upstream.addr();
     scene
-        .watch_with("pools", "0", json!({"endpoint": upstream.base_url()}))
+        .create_watch_with(
+            "pools",
+            "0",
+            "creds",
+            json!({"endpoint": upstream.base_url()}),
+        )
         .await;
-    let _operator = scene.operator(&["--upstream-timeout", "3s"]);
+    let _operator = scene.spawn_operator(&["--upstream-timeout", "3s"]);
     scene.ready("pools").await;
     upstream.shutdown().await;
 
@@ -458,13 +302,13 @@ async fn refused_connections_keep_the_counts_then_turn_ready_false_and_recover()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_upstream_times_out_without_delaying_other_watches_and_slow_answers_succeed() {
-    let scene = Scene::new("hung").await;
-    scene.set_counts("hung", 5);
-    scene.set_counts("slow", 6);
+    let scene = new_scene("hung").await;
+    scene.set_created("hung", 5);
+    scene.set_created("slow", 6);
     for (name, workspace) in [("hung", "hung"), ("slow", "slow"), ("fine", "0")] {
-        scene.watch(name, workspace).await;
+        scene.create_watch(name, workspace, "creds").await;
     }
-    let _operator = scene.operator(&["--upstream-timeout", "3s"]);
+    let _operator = scene.spawn_operator(&["--upstream-timeout", "3s"]);
     for name in ["hung", "slow", "fine"] {
         scene.ready(name).await;
     }
@@ -474,8 +318,8 @@ async fn a_hung_upstream_times_out_without_delaying_other_watches_and_slow_answe
     scene
         .simulator
         .inject(Fault::new(FaultKind::Latency { millis: 2200 }).for_workspace("slow"));
-    scene.set_counts("0", 10);
-    scene.set_counts("slow", 11);
+    scene.set_created("0", 10);
+    scene.set_created("slow", 11);
 
     let asked = Instant::now();
     for name in ["hung", "slow", "fine"] {
@@ -510,12 +354,12 @@ async fn a_hung_upstream_times_out_without_delaying_other_watches_and_slow_answe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn error_bursts_and_throttling_storms_keep_the_counts_and_honour_retry_after() {
-    let scene = Scene::new("storms").await;
+    let scene = new_scene("storms").await;
     for ws in ["burst", "storm", "storm-ra"] {
-        scene.set_counts(ws, 7);
-        scene.watch(ws, ws).await;
+        scene.set_created(ws, 7);
+        scene.create_watch(ws, ws, "creds").await;
     }
-    let _operator = scene.operator(&[]);
+    let _operator = scene.spawn_operator(&[]);
     for ws in ["burst", "storm", "storm-ra"] {
         scene.ready(ws).await;
     }
@@ -557,22 +401,25 @@ async fn error_bursts_and_throttling_storms_keep_the_counts_and_honour_retry_aft
         .await;
 
     // Without Retry-After: exponential backoff (5 s, 10 s, …), each poll at most 3 attempts.
-    let (storm, storm_ra) = (scene.requests("storm"), scene.requests("storm-ra"));
+    let (storm, storm_ra) = (
+        scene.statistics_requests("storm"),
+        scene.statistics_requests("storm-ra"),
+    );
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let storm_more = scene.requests("storm") - storm;
+    let storm_more = scene.statistics_requests("storm") - storm;
     assert!(
         storm_more <= 6,
         "{storm_more} requests in 20 s of a 429 storm: no backoff"
     );
     // With Retry-After: 40 s, nothing at all for 20 s.
     assert_eq!(
-        scene.requests("storm-ra"),
+        scene.statistics_requests("storm-ra"),
         storm_ra,
         "Retry-After: 40 was not honoured"
     );
 
     // The burst is over by itself (8 failed answers); the next poll recovers.
-    scene.set_counts("burst", 8);
+    scene.set_created("burst", 8);
     scene
         .wait(
             "burst",
@@ -585,13 +432,13 @@ async fn error_bursts_and_throttling_storms_keep_the_counts_and_honour_retry_aft
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_bodies_keep_the_counts_and_a_5_mib_body_does_not_grow_memory() {
-    let scene = Scene::new("bodies").await;
+    let scene = new_scene("bodies").await;
     let cases = ["truncated", "oversized", "invalid-json", "wrong-shape"];
     for ws in cases {
-        scene.set_counts(ws, 3);
-        scene.watch(ws, ws).await;
+        scene.set_created(ws, 3);
+        scene.create_watch(ws, ws, "creds").await;
     }
-    let operator = scene.operator(&[]);
+    let operator = scene.spawn_operator(&[]);
     for ws in cases {
         scene.ready(ws).await;
     }
@@ -638,10 +485,10 @@ async fn an_untrusted_certificate_is_refused_unless_its_ca_is_configured() {
     config.tls = Some(pki.server.clone());
     let tls_simulator = simulator::start_with(config).await;
     assert!(tls_simulator.base_url().starts_with("https://"));
-    let scene = Scene::on(TestNamespace::new("tls").await, tls_simulator).await;
-    scene.watch("pools", "0").await;
+    let scene = scene_on(TestNamespace::new("tls").await, tls_simulator).await;
+    scene.create_watch("pools", "0", "creds").await;
 
-    let untrusting = scene.operator(&[]);
+    let untrusting = scene.spawn_operator(&[]);
     let refused = scene
         .wait("pools", "refused over TLS", SOON, |w| {
             has_condition(w, "Ready", "False", "NetworkError")
@@ -652,12 +499,12 @@ async fn an_untrusted_certificate_is_refused_unless_its_ca_is_configured() {
         text.contains("certificate"),
         "the condition should say the certificate is not trusted: {text}"
     );
-    assert_eq!(pools(&refused), None);
+    assert_eq!(counts(&refused), None);
     drop(untrusting);
 
     let dir = scratch_dir("tls");
     let ca = pki.write_ca(&dir);
-    let _trusting = scene.operator(&["--ca-bundle", ca.to_str().expect("a UTF-8 path")]);
+    let _trusting = scene.spawn_operator(&["--ca-bundle", ca.to_str().expect("a UTF-8 path")]);
     scene
         .wait(
             "pools",
@@ -674,13 +521,13 @@ async fn a_clock_skew_refusal_stalls_with_a_reason_that_names_the_clock() {
     config.clock = poolwatch::modelarts::Clock::from_fn(|| {
         std::time::SystemTime::now() + Duration::from_secs(3600)
     });
-    let scene = Scene::on(
+    let scene = scene_on(
         TestNamespace::new("skew").await,
         simulator::start_with(config).await,
     )
     .await;
-    scene.watch("pools", "0").await;
-    let _operator = scene.operator(&[]);
+    scene.create_watch("pools", "0", "creds").await;
+    let _operator = scene.spawn_operator(&[]);
     let watch = scene
         .wait("pools", "Stalled on clock skew", SOON, |w| {
             has_condition(w, "Stalled", "True", "ClockSkew")
@@ -698,22 +545,24 @@ async fn a_clock_skew_refusal_stalls_with_a_reason_that_names_the_clock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn specs_the_schema_accepts_but_cannot_work_stall_naming_the_field() {
-    let scene = Scene::new("wrong-specs").await;
+    let scene = new_scene("wrong-specs").await;
     scene
-        .watch_with(
+        .create_watch_with(
             "unknown-region",
             "0",
+            "creds",
             json!({"endpoint": null, "projectId": null, "region": "xx-nowhere-9"}),
         )
         .await;
     scene
-        .watch_with(
+        .create_watch_with(
             "endpoint-path",
             "0",
+            "creds",
             json!({"endpoint": "https://modelarts.example.internal/v2/pools"}),
         )
         .await;
-    let mut operator = scene.operator(&[]);
+    let mut operator = scene.spawn_operator(&[]);
     for (name, field) in [
         ("unknown-region", "spec.region"),
         ("endpoint-path", "spec.endpoint"),
@@ -745,15 +594,15 @@ const WRONG_SK: &str = "wrong-secret-key-5e5e-never-print-me-a1a1";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_reaches_logs_events_statuses_errors_or_metrics() {
-    let scene = Scene::new("no-leaks").await;
+    let scene = new_scene("no-leaks").await;
     scene
-        .secret(
+        .create_secret_with(
             "wrong",
             &[("accessKeyId", AK), ("secretAccessKey", WRONG_SK)],
         )
         .await;
     scene
-        .secret(
+        .create_secret_with(
             "temporary",
             &[
                 ("accessKeyId", TEMP_AK),
@@ -762,8 +611,8 @@ async fn no_secret_reaches_logs_events_statuses_errors_or_metrics() {
             ],
         )
         .await;
-    scene.set_counts("echo", 1);
-    scene.set_counts("temp-echo", 1);
+    scene.set_created("echo", 1);
+    scene.set_created("temp-echo", 1);
     // A gateway that echoes what it got, the request's own secrets included, in its 401 and
     // 5xx bodies.
     let echo = |ak: &str, sk: &str, token: &str| {
@@ -782,30 +631,14 @@ async fn no_secret_reaches_logs_events_statuses_errors_or_metrics() {
             .error("ModelArts.0001", echo(TEMP_AK, TEMP_SK, TOKEN))
             .for_workspace("temp-echo"),
     );
-    scene.watch("good", "0").await;
+    scene.create_watch("good", "0", "creds").await;
+    scene.create_watch("refused", "0", "wrong").await;
+    scene.create_watch("temporary", "0", "temporary").await;
+    scene.create_watch("echo", "echo", "creds").await;
     scene
-        .watch_with(
-            "refused",
-            "0",
-            json!({"credentialsSecretRef": {"name": "wrong"}}),
-        )
+        .create_watch("temp-echo", "temp-echo", "temporary")
         .await;
-    scene
-        .watch_with(
-            "temporary",
-            "0",
-            json!({"credentialsSecretRef": {"name": "temporary"}}),
-        )
-        .await;
-    scene.watch("echo", "echo").await;
-    scene
-        .watch_with(
-            "temp-echo",
-            "temp-echo",
-            json!({"credentialsSecretRef": {"name": "temporary"}}),
-        )
-        .await;
-    let operator = scene.operator_logging("trace", &[]);
+    let operator = scene.spawn_operator_logging("trace", &[]);
     scene.ready("good").await;
     scene.ready("temporary").await;
     scene
@@ -867,7 +700,7 @@ async fn no_secret_reaches_logs_events_statuses_errors_or_metrics() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_cannot_read_a_secret_of_another_namespace() {
-    let scene = Scene::new("secret-scope").await;
+    let scene = new_scene("secret-scope").await;
     let other = TestNamespace::new("secret-scope-other").await;
     put_secret(
         &other,
@@ -875,13 +708,7 @@ async fn a_watch_cannot_read_a_secret_of_another_namespace() {
         &[("accessKeyId", AK), ("secretAccessKey", SK)],
     )
     .await;
-    scene
-        .watch_with(
-            "pools",
-            "0",
-            json!({"credentialsSecretRef": {"name": "elsewhere"}}),
-        )
-        .await;
+    scene.create_watch("pools", "0", "elsewhere").await;
     let namespaces = format!("{},{}", scene.namespace.name, other.name);
     let _operator = Operator::start_on(
         &scene.plane().kubeconfig,

@@ -54,20 +54,28 @@ pub fn control_plane() -> &'static ControlPlane {
 
 impl ControlPlane {
     fn start() -> Result<Self, String> {
-        let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let state_dir = std::env::var_os("POOLWATCH_TEST_CLUSTER_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root.join("target/test-cluster"));
+            .unwrap_or_else(|| repo_path("target/test-cluster"));
+        Self::start_in(state_dir)
+    }
+
+    /// Starts (or finds) the control plane whose state is in `state_dir` (`up.sh` with
+    /// `POOLWATCH_TEST_CLUSTER_DIR`); the CRD is not applied.
+    pub fn start_in(state_dir: PathBuf) -> Result<Self, String> {
+        let repo_root = repo_path("");
         let script = repo_root.join("tests/control-plane/up.sh");
         let started = Instant::now();
         let output = Command::new(&script)
             .current_dir(&repo_root)
+            .env("POOLWATCH_TEST_CLUSTER_DIR", &state_dir)
             .output()
             .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         let log = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             return Err(format!(
-                "the local control plane did not start ({}, after {:.0?}); its log:\n{log}",
+                "the local control plane in {} did not start ({}, after {:.0?}); its log:\n{log}",
+                state_dir.display(),
                 output.status,
                 started.elapsed()
             ));
@@ -86,7 +94,7 @@ impl ControlPlane {
     }
 
     /// Server-side applies the CRD and waits until it is Established (served).
-    fn apply_crd(&self) -> Result<(), String> {
+    pub fn apply_crd(&self) -> Result<(), String> {
         let crd = self.repo_root.join(CRD_FILE);
         run(self
             .kubectl()
@@ -152,7 +160,11 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates a namespace named after `test` plus a unique suffix.
     pub async fn new(test: &str) -> Self {
-        let control_plane = control_plane();
+        Self::on(control_plane(), test).await
+    }
+
+    /// Creates a namespace named after `test` plus a unique suffix on `control_plane`.
+    pub async fn on(control_plane: &'static ControlPlane, test: &str) -> Self {
         let client = control_plane.client().await;
         let name = unique_name(test);
         let namespace = Namespace {

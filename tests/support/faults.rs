@@ -6,14 +6,11 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ObjectMeta, PostParams};
 use poolwatch::simulator::TlsIdentity;
 
-use super::control_plane::{ControlPlane, TestNamespace, repo_path, run};
+use super::control_plane::{ControlPlane, TestNamespace, repo_path};
 
 /// A control plane (etcd and API server) of its own, under `target/test-cluster-NAME`, so that
 /// stopping its API server disturbs no other test. Stopped when dropped.
@@ -24,67 +21,20 @@ pub struct IsolatedControlPlane {
 impl IsolatedControlPlane {
     /// Starts (or reuses) the control plane named `name` and applies the CRD.
     pub fn start(name: &str) -> Self {
-        let repo_root = repo_path("");
-        let state_dir = repo_root.join(format!("target/test-cluster-{name}"));
-        let output = Command::new(repo_root.join("tests/control-plane/up.sh"))
-            .current_dir(&repo_root)
-            .env("POOLWATCH_TEST_CLUSTER_DIR", &state_dir)
-            .output()
-            .expect("run up.sh");
-        assert!(
-            output.status.success(),
-            "the isolated control plane {name} did not start:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let bin = state_dir.join("bin");
-        let plane = Box::leak(Box::new(ControlPlane {
-            kubeconfig: state_dir.join("kubeconfig"),
-            kubectl_path: bin.join("kubectl"),
-            helm_path: bin.join("helm"),
-            audit_log: state_dir.join("audit.log"),
-            repo_root,
-            state_dir,
-        }));
-        let crd = plane.repo_root.join(super::control_plane::CRD_FILE);
-        run(plane
-            .kubectl()
-            .args(["apply", "--server-side", "--force-conflicts"])
-            .args(["--field-manager", "poolwatch-tests", "-f"])
-            .arg(&crd))
-        .unwrap_or_else(|e| panic!("{e}"));
-        run(plane
-            .kubectl()
-            .args(["wait", "--for=condition=Established", "--timeout=60s", "-f"])
-            .arg(&crd))
-        .unwrap_or_else(|e| panic!("{e}"));
-        Self { plane }
+        let state_dir = repo_path(&format!("target/test-cluster-{name}"));
+        let plane = ControlPlane::start_in(state_dir)
+            .unwrap_or_else(|e| panic!("the isolated control plane {name} did not start: {e}"));
+        plane
+            .apply_crd()
+            .unwrap_or_else(|e| panic!("the isolated control plane {name}: {e}"));
+        Self {
+            plane: Box::leak(Box::new(plane)),
+        }
     }
 
     /// A fresh namespace on this control plane.
     pub async fn namespace(&self, test: &str) -> TestNamespace {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let client = self.plane.client().await;
-        let name = format!(
-            "{test}-{:x}{}",
-            fastrand::u32(..) & 0xfffff,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
-        TestNamespace {
-            name,
-            client,
-            control_plane: self.plane,
-        }
+        TestNamespace::on(self.plane, test).await
     }
 
     fn apiserver_script(&self, action: &str) {

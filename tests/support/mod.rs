@@ -4,3 +4,5 @@ pub mod control_plane;
 pub mod faults;
 pub mod operator;
 pub mod simulator;
+pub mod specs;
+pub mod world;
