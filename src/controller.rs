@@ -22,7 +22,7 @@ use crate::schedule::{self, Decision, FailureKind, Jitter, PollReason};
 use crate::secrets::{CredentialsError, SecretReader};
 use crate::status::{self, Failure, Notice, Outcome, READY, Severity};
 use crate::target::{ProjectSource, SpecError, WatchTarget, parse_interval};
-use crate::upstream::{Budget, BudgetKey, SharedCalls, SharedOutcome};
+use crate::upstream::{Budget, BudgetKey, Reservation, SharedCalls, SharedOutcome};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "poolwatch";
@@ -163,6 +163,8 @@ struct WatchMemory {
     stalled_on_secret: Option<StalledOnSecret>,
     /// A status computed but not yet written (the write failed); written before anything else.
     unwritten: Option<PoolStatisticsWatchStatus>,
+    /// This watch's place in its upstream budget's queue, once it had to wait for one.
+    reservation: Option<Reservation>,
     /// Kubernetes failures in a row, for the error policy's backoff.
     kubernetes_failures: u32,
 }
@@ -343,6 +345,7 @@ async fn reconcile_watch(
         namespace,
         interval,
         forced || memory.stalled_on_secret.is_some(),
+        &mut memory.reservation,
     )
     .await;
     let now = Instant::now();
@@ -493,6 +496,7 @@ async fn poll(
     namespace: &str,
     interval: Duration,
     forced: bool,
+    reservation: &mut Option<Reservation>,
 ) -> Poll {
     let target = match WatchTarget::from_spec(&watch.spec, ctx.settings.allow_http_endpoints) {
         Ok(target) => target,
@@ -504,7 +508,7 @@ async fn poll(
         Err(error) => return Poll::Failed(PollFailure::from_credentials(&error)),
     };
     let credentials = &loaded.credentials;
-    let project_id = match resolve_project(ctx, &target, credentials).await {
+    let project_id = match resolve_project(ctx, &target, credentials, reservation).await {
         Ok(project_id) => project_id,
         Err(ProjectFailure::Deferred(wait)) => return Poll::Deferred(wait),
         Err(ProjectFailure::Failed(error)) => {
@@ -533,7 +537,10 @@ async fn poll(
             key,
             fresh_within,
             Result::is_err,
-            || ctx.budget.try_admit(&budget_key),
+            || {
+                ctx.budget
+                    .try_admit(&budget_key, reservation, Instant::now())
+            },
             async move {
                 client
                     .pool_statistics(&endpoint, &call_credentials, &call_project, &workspace)
@@ -578,6 +585,7 @@ async fn resolve_project(
     ctx: &Context,
     target: &WatchTarget,
     credentials: &Credentials,
+    reservation: &mut Option<Reservation>,
 ) -> Result<String, ProjectFailure> {
     let (iam_endpoint, region) = match &target.project {
         ProjectSource::Given(project_id) => return Ok(project_id.clone()),
@@ -604,7 +612,10 @@ async fn resolve_project(
             key,
             PROJECT_ID_REUSE,
             Result::is_err,
-            || ctx.budget.try_admit(&budget_key),
+            || {
+                ctx.budget
+                    .try_admit(&budget_key, reservation, Instant::now())
+            },
             async move {
                 client
                     .resolve_project_id(&iam, &call_credentials, &call_region)

@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -46,39 +44,84 @@ pub struct BudgetKey {
     pub access_key_id: String,
 }
 
-/// Per-[`BudgetKey`] concurrency slots and rate tokens.
+/// A place in a budget's rate-limit queue, held by the watch that got it until it calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    key: BudgetKey,
+    at: Instant,
+}
+
+/// Per-[`BudgetKey`] concurrency slots and a token bucket (GCRA) that hands out reservations.
+///
+/// A watch that finds the bucket empty is not told "try again soon", which would make every
+/// deferred watch wake at the same instant and fight for the next token (hundreds of wasted
+/// reconciles a second once demand exceeds the rate). It is given the next free instant, which
+/// is then its own: it sleeps until then and calls without asking again.
 pub struct Budget {
     limits: Limits,
-    rate: DefaultKeyedRateLimiter<BudgetKey>,
+    /// Per key, the theoretical arrival time of the next call (GCRA).
+    meters: Mutex<HashMap<BudgetKey, Instant>>,
     slots: Mutex<HashMap<BudgetKey, Arc<Semaphore>>>,
 }
 
 impl Budget {
     /// A budget applying `limits` to every key.
     pub fn new(limits: Limits) -> Self {
-        let quota = Quota::per_second(limits.rate_per_second).allow_burst(limits.burst);
         Self {
             limits,
-            rate: RateLimiter::keyed(quota),
+            meters: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A permit for one call now, or how long to wait before asking again. The permit holds a
-    /// concurrency slot until dropped.
-    pub fn try_admit(&self, key: &BudgetKey) -> Result<OwnedSemaphorePermit, Duration> {
+    /// A permit for one call now, or how long to wait before asking again. `reservation` is the
+    /// caller's place in the rate-limit queue: taken here when it has none (or one for another
+    /// key), kept while it must wait, and used up when the permit is granted. The permit holds
+    /// a concurrency slot until dropped.
+    pub fn try_admit(
+        &self,
+        key: &BudgetKey,
+        reservation: &mut Option<Reservation>,
+        now: Instant,
+    ) -> Result<OwnedSemaphorePermit, Duration> {
+        let at = match reservation {
+            Some(held) if held.key == *key => held.at,
+            _ => {
+                let at = self.reserve(key, now);
+                *reservation = Some(Reservation {
+                    key: key.clone(),
+                    at,
+                });
+                at
+            }
+        };
+        if at > now {
+            return Err(at - now);
+        }
         let slots = {
             let mut all = lock(&self.slots);
             Arc::clone(all.entry(key.clone()).or_insert_with(|| {
                 Arc::new(Semaphore::new(self.limits.concurrency.get() as usize))
             }))
         };
-        // A slot first, so that a refused slot spends no rate token.
+        // The reservation survives a full concurrency limit: the token is already this caller's.
         let permit = slots.try_acquire_owned().map_err(|_| BUSY_RETRY)?;
-        match self.rate.check_key(key) {
-            Ok(()) => Ok(permit),
-            Err(not_until) => Err(not_until.wait_time_from(DefaultClock::default().now())),
-        }
+        *reservation = None;
+        Ok(permit)
+    }
+
+    /// The instant at which one more call on `key` fits the rate: now while the burst lasts,
+    /// then one emission interval after the previous reservation.
+    fn reserve(&self, key: &BudgetKey, now: Instant) -> Instant {
+        let emission = Duration::from_secs(1) / self.limits.rate_per_second.get();
+        let tolerance = emission * (self.limits.burst.get() - 1);
+        let mut meters = lock(&self.meters);
+        let arrival = meters.get(key).copied().unwrap_or(now).max(now);
+        let at = arrival
+            .checked_sub(tolerance)
+            .map_or(now, |earliest| earliest.max(now));
+        meters.insert(key.clone(), arrival + emission);
+        at
     }
 }
 
@@ -241,41 +284,81 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_asks_to_wait() {
-        let budget = Budget::new(limits(100, 1, 3));
+    fn admit(
+        budget: &Budget,
+        key: &BudgetKey,
+        reservation: &mut Option<Reservation>,
+        now: Instant,
+    ) -> Result<OwnedSemaphorePermit, Duration> {
+        budget.try_admit(key, reservation, now)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_allows_a_burst_then_hands_out_distinct_slots() {
+        let budget = Budget::new(limits(100, 10, 3));
         let k = key("a", "ak");
+        let now = Instant::now();
         let mut permits = Vec::new();
         for _ in 0..3 {
-            permits.push(budget.try_admit(&k).expect("within the burst"));
+            permits.push(admit(&budget, &k, &mut None, now).expect("within the burst"));
         }
-        let wait = budget.try_admit(&k).expect_err("burst spent");
-        assert!(
-            wait > Duration::ZERO && wait <= Duration::from_secs(1),
-            "{wait:?}"
+        // Deferred callers get consecutive slots, 100 ms apart, not one shared "retry soon".
+        let waits: Vec<Duration> = (0..3)
+            .map(|_| admit(&budget, &k, &mut None, now).expect_err("burst spent"))
+            .collect();
+        assert_eq!(waits, [100, 200, 300].map(Duration::from_millis));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_is_kept_until_it_is_due_and_then_used_once() {
+        let budget = Budget::new(limits(100, 10, 1));
+        let k = key("a", "ak");
+        let now = Instant::now();
+        let _first = admit(&budget, &k, &mut None, now).unwrap();
+        let mut held = None;
+        let wait = admit(&budget, &k, &mut held, now).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(100));
+        // Asking again before it is due does not take a second place in the queue.
+        assert_eq!(admit(&budget, &k, &mut held, now).unwrap_err(), wait);
+        assert!(admit(&budget, &k, &mut held, now + wait).is_ok());
+        assert!(held.is_none(), "used up");
+        let other = admit(&budget, &k, &mut None, now + wait).unwrap_err();
+        assert_eq!(
+            other,
+            Duration::from_millis(100),
+            "the next caller queues after it"
         );
     }
 
-    #[test]
-    fn budgets_of_other_keys_are_separate() {
+    #[tokio::test(start_paused = true)]
+    async fn budgets_of_other_keys_are_separate() {
         let budget = Budget::new(limits(1, 1, 1));
-        let _held = budget.try_admit(&key("a", "ak")).unwrap();
+        let now = Instant::now();
+        let _held = admit(&budget, &key("a", "ak"), &mut None, now).unwrap();
         assert!(
-            budget.try_admit(&key("b", "ak")).is_ok(),
+            admit(&budget, &key("b", "ak"), &mut None, now).is_ok(),
             "another endpoint"
         );
-        assert!(budget.try_admit(&key("a", "other")).is_ok(), "another key");
+        assert!(
+            admit(&budget, &key("a", "other"), &mut None, now).is_ok(),
+            "another key"
+        );
     }
 
-    #[test]
-    fn a_full_concurrency_limit_spends_no_rate_token() {
-        let budget = Budget::new(limits(1, 1, 1));
+    #[tokio::test(start_paused = true)]
+    async fn a_full_concurrency_limit_keeps_the_reservation() {
+        let budget = Budget::new(limits(1, 100, 10));
         let k = key("a", "ak");
-        let held = budget.try_admit(&k).unwrap();
-        assert_eq!(budget.try_admit(&k).unwrap_err(), BUSY_RETRY);
+        let now = Instant::now();
+        let held = admit(&budget, &k, &mut None, now).unwrap();
+        let mut reservation = None;
+        assert_eq!(
+            admit(&budget, &k, &mut reservation, now).unwrap_err(),
+            BUSY_RETRY
+        );
+        assert!(reservation.is_some(), "the token stays this caller's");
         drop(held);
-        // The one token went to the first call; the refused one did not spend another.
-        assert!(budget.try_admit(&k).is_err());
+        assert!(admit(&budget, &k, &mut reservation, now).is_ok());
     }
 
     #[tokio::test]
