@@ -1,0 +1,418 @@
+//! `make bench`: what a poolwatch deployment watching hundreds of workspaces costs, measured from
+//! outside the operator. N watches of distinct workspaces share one access key and a 30 s
+//! interval; the release binary runs against the local control plane and the simulator.
+//!
+//! Figures: time until all N are Ready; upstream calls per watch per interval in steady state
+//! (1.0 is the minimum); status writes per watch in steady state while counts do not change
+//! (from the API server's audit log); the operator's peak RSS and CPU share in steady state
+//! (from /proc); reconcile latency percentiles (from its own histogram). Results go to
+//! `bench/results/` as JSON plus a Markdown table, which is also printed.
+//!
+//! Settings (environment): `N` (watches, default 500), `STEADY_SECONDS` (steady-state window,
+//! default 90), `SETTLE_SECONDS` (wait after all are Ready before measuring, default 35, which
+//! covers the first scheduled poll of every watch), `RATE` (the operator's
+//! `--upstream-rate`; default its own default of 20/s, raised to what N watches need every 30 s
+//! with 20 % headroom once N is past 500, since a budget below the demand stretches every
+//! interval by design) and `BURST` (default twice the rate).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use poolwatch::resource::PoolStatisticsWatch;
+use poolwatch::simulator::{Api as SimulatorApi, PoolCounts, RequestFilter};
+use serde_json::json;
+use support::control_plane::TestNamespace;
+use support::operator::Operator;
+use support::simulator::{AK, PROJECT, SK};
+
+const INTERVAL_SECONDS: u64 = 30;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo test --all-targets` runs bench targets too; only `cargo bench` passes --bench.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("scale benchmark: skipped (run it with `make bench`)");
+        return;
+    }
+    let watches = setting("N", 500) as usize;
+    let needed = (watches as u64 * 6).div_ceil(INTERVAL_SECONDS * 5);
+    let rate = setting("RATE", needed.max(20));
+    let burst = setting("BURST", 2 * rate);
+    let steady = Duration::from_secs(setting("STEADY_SECONDS", 90));
+    let settle = Duration::from_secs(setting("SETTLE_SECONDS", 35));
+    let result = run(watches, Budget { rate, burst }, steady, settle).await;
+    let (json_path, table) = result.write();
+    println!("\n{table}\nresults: {json_path}");
+}
+
+/// The operator's upstream budget for the run.
+#[derive(Clone, Copy)]
+struct Budget {
+    rate: u64,
+    burst: u64,
+}
+
+/// Everything one run measured.
+#[derive(serde::Serialize)]
+struct BenchResult {
+    watches: usize,
+    interval_seconds: u64,
+    upstream_rate: u64,
+    upstream_burst: u64,
+    cores: usize,
+    all_ready_seconds: f64,
+    rate_limit_floor_seconds: f64,
+    steady_window_seconds: f64,
+    upstream_calls: u64,
+    calls_per_watch_per_interval: f64,
+    status_writes: usize,
+    status_writes_per_watch: f64,
+    peak_rss_mib: f64,
+    steady_rss_mib: f64,
+    steady_cpu_percent_of_one_core: f64,
+    rss_kib_per_watch: f64,
+    cpu_percent_per_1000_watches: f64,
+    reconcile_p50_ms: f64,
+    reconcile_p90_ms: f64,
+    reconcile_p99_ms: f64,
+}
+
+async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration) -> BenchResult {
+    let namespace = TestNamespace::new(&format!("bench-{watches}")).await;
+    let simulator = support::simulator::start().await;
+    for index in 0..watches {
+        simulator.set_counts(PROJECT, &workspace(index), PoolCounts::new(0, 9, 0, 0, 1));
+    }
+    create_secret(&namespace).await;
+    // Info level: what a production deployment logs (debug would measure log formatting).
+    let (rate, burst) = (budget.rate.to_string(), budget.burst.to_string());
+    let mut operator = Operator::start_on(
+        &support::control_plane::control_plane().kubeconfig,
+        &namespace.name,
+        "info",
+        &["--upstream-rate", &rate, "--upstream-burst", &burst],
+    );
+    let api: Api<PoolStatisticsWatch> = Api::namespaced(namespace.client.clone(), &namespace.name);
+
+    eprintln!("creating {watches} watches");
+    let started = Instant::now();
+    futures::stream::iter(0..watches)
+        .map(|index| {
+            let api = api.clone();
+            let endpoint = simulator.base_url();
+            async move {
+                let watch: PoolStatisticsWatch = serde_json::from_value(json!({
+                    "apiVersion": "poolwatch.io/v1alpha1",
+                    "kind": "PoolStatisticsWatch",
+                    "metadata": {"name": format!("watch-{index}")},
+                    "spec": {
+                        "endpoint": endpoint,
+                        "projectId": PROJECT,
+                        "workspaceId": workspace(index),
+                        "credentialsSecretRef": {"name": "creds"},
+                        "interval": format!("{INTERVAL_SECONDS}s"),
+                    },
+                }))
+                .expect("a valid watch");
+                api.create(&PostParams::default(), &watch).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("create the watches");
+
+    loop {
+        let ready = api
+            .list(&ListParams::default())
+            .await
+            .expect("list watches")
+            .items
+            .iter()
+            .filter(|w| is_ready(w))
+            .count();
+        if ready == watches {
+            break;
+        }
+        if operator.wait_exit(Duration::ZERO) {
+            panic!("the operator exited:\n{}", operator.logs().join("\n"));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {ready} of {watches} Ready after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let all_ready = started.elapsed();
+    eprintln!(
+        "all {watches} Ready after {:.1} s; settling {} s",
+        all_ready.as_secs_f64(),
+        settle.as_secs()
+    );
+    tokio::time::sleep(settle).await;
+
+    let pid = operator.pid();
+    let calls_before = simulator.requests_served(&RequestFilter::api(SimulatorApi::Statistics));
+    let writes_before = status_writes(&namespace);
+    let cpu_before = cpu_ticks(pid);
+    let window_started = Instant::now();
+    eprintln!("measuring steady state for {} s", steady.as_secs());
+    tokio::time::sleep(steady).await;
+    let window = window_started.elapsed();
+    let cpu_after = cpu_ticks(pid);
+    let calls =
+        simulator.requests_served(&RequestFilter::api(SimulatorApi::Statistics)) - calls_before;
+    let writes = status_writes(&namespace) - writes_before;
+    let (peak_rss_kib, rss_kib) = memory_kib(pid);
+    let metrics = operator.metrics().await;
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let cpu_percent =
+        (cpu_after - cpu_before) as f64 / ticks_per_second / window.as_secs_f64() * 100.0;
+    let intervals = window.as_secs_f64() / INTERVAL_SECONDS as f64;
+    let histogram = histogram(&metrics, "poolwatch_reconcile_duration_seconds");
+    // The burst goes at once; the rest at the rate.
+    let rate_limit_floor =
+        watches.saturating_sub(budget.burst as usize) as f64 / budget.rate as f64;
+
+    drop(operator);
+    BenchResult {
+        watches,
+        interval_seconds: INTERVAL_SECONDS,
+        upstream_rate: budget.rate,
+        upstream_burst: budget.burst,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        all_ready_seconds: round(all_ready.as_secs_f64()),
+        rate_limit_floor_seconds: round(rate_limit_floor),
+        steady_window_seconds: round(window.as_secs_f64()),
+        upstream_calls: calls,
+        calls_per_watch_per_interval: round(calls as f64 / watches as f64 / intervals),
+        status_writes: writes,
+        status_writes_per_watch: round(writes as f64 / watches as f64),
+        peak_rss_mib: round(peak_rss_kib as f64 / 1024.0),
+        steady_rss_mib: round(rss_kib as f64 / 1024.0),
+        steady_cpu_percent_of_one_core: round(cpu_percent),
+        rss_kib_per_watch: round(rss_kib as f64 / watches as f64),
+        cpu_percent_per_1000_watches: round(cpu_percent / watches as f64 * 1000.0),
+        reconcile_p50_ms: round(quantile(&histogram, 0.5) * 1000.0),
+        reconcile_p90_ms: round(quantile(&histogram, 0.9) * 1000.0),
+        reconcile_p99_ms: round(quantile(&histogram, 0.99) * 1000.0),
+    }
+}
+
+impl BenchResult {
+    fn write(&self) -> (String, String) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+        std::fs::create_dir_all(&dir).expect("create bench/results");
+        let stem = format!("scale-{}", self.watches);
+        let json_path = dir.join(format!("{stem}.json"));
+        std::fs::write(
+            &json_path,
+            serde_json::to_string_pretty(self).unwrap() + "\n",
+        )
+        .expect("write JSON");
+        let table = self.table();
+        std::fs::write(dir.join(format!("{stem}.md")), &table).expect("write Markdown");
+        (format!("bench/results/{stem}.json"), table)
+    }
+
+    fn table(&self) -> String {
+        let rows = [
+            (
+                "watches (distinct workspaces, one key)",
+                self.watches.to_string(),
+            ),
+            ("machine cores", self.cores.to_string()),
+            (
+                "upstream budget",
+                format!("{}/s, burst {}", self.upstream_rate, self.upstream_burst),
+            ),
+            (
+                "all Ready after",
+                format!(
+                    "{} s (rate-limit floor {} s)",
+                    self.all_ready_seconds, self.rate_limit_floor_seconds
+                ),
+            ),
+            (
+                "upstream calls per watch per interval",
+                format!("{}", self.calls_per_watch_per_interval),
+            ),
+            (
+                "status writes per watch, steady state",
+                format!(
+                    "{} ({} in {} s)",
+                    self.status_writes_per_watch, self.status_writes, self.steady_window_seconds
+                ),
+            ),
+            ("peak RSS", format!("{} MiB", self.peak_rss_mib)),
+            (
+                "RSS in steady state",
+                format!(
+                    "{} MiB ({} KiB per watch)",
+                    self.steady_rss_mib, self.rss_kib_per_watch
+                ),
+            ),
+            (
+                "CPU in steady state",
+                format!("{} % of one core", self.steady_cpu_percent_of_one_core),
+            ),
+            (
+                "reconcile p50 / p90 / p99",
+                format!(
+                    "{} / {} / {} ms",
+                    self.reconcile_p50_ms, self.reconcile_p90_ms, self.reconcile_p99_ms
+                ),
+            ),
+        ];
+        let mut table = format!(
+            "| poolwatch scale benchmark, N = {}, interval {} s | |\n|---|---|\n",
+            self.watches, self.interval_seconds
+        );
+        for (name, value) in rows {
+            table.push_str(&format!("| {name} | {value} |\n"));
+        }
+        table
+    }
+}
+
+fn workspace(index: usize) -> String {
+    format!("ws-{index:05}")
+}
+
+fn round(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn is_ready(watch: &PoolStatisticsWatch) -> bool {
+    watch.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+async fn create_secret(namespace: &TestNamespace) {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("creds".to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            ("accessKeyId".to_owned(), ByteString(AK.as_bytes().to_vec())),
+            (
+                "secretAccessKey".to_owned(),
+                ByteString(SK.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(namespace.client.clone(), &namespace.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+}
+
+/// Status writes (patches of the status subresource) in the namespace so far.
+fn status_writes(namespace: &TestNamespace) -> usize {
+    namespace
+        .audit_events()
+        .iter()
+        .filter(|e| {
+            e["objectRef"]["subresource"] == "status"
+                && e["verb"] == "patch"
+                && e["stage"] == "ResponseComplete"
+        })
+        .count()
+}
+
+/// User plus system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the operator runs");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat format")
+        .1
+        .split_whitespace()
+        .collect();
+    let utime: u64 = fields[11].parse().expect("utime");
+    let stime: u64 = fields[12].parse().expect("stime");
+    utime + stime
+}
+
+/// Peak and current resident memory of a process, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the operator runs");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// A histogram's cumulative buckets `(upper bound, count)` from Prometheus text.
+fn histogram(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (bound, count) = rest.split_once("\"}")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile of a cumulative histogram, interpolated within its bucket as Prometheus'
+/// `histogram_quantile` does.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let Some(&(_, total)) = buckets.last() else {
+        return 0.0;
+    };
+    if total == 0.0 {
+        return 0.0;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(bound, count) in buckets {
+        if count >= rank {
+            if bound.is_infinite() {
+                return lower.0;
+            }
+            let width = count - lower.1;
+            let fraction = if width > 0.0 {
+                (rank - lower.1) / width
+            } else {
+                1.0
+            };
+            return lower.0 + (bound - lower.0) * fraction;
+        }
+        lower = (bound, count);
+    }
+    lower.0
+}
