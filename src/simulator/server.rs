@@ -80,7 +80,11 @@ fn request_id() -> String {
 }
 
 fn json_body(status: StatusCode, body: &Value, request_id: &str) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    with_json_headers((status, body.to_string()).into_response(), request_id)
+}
+
+/// Marks `response` as JSON and gives it the gateway's `X-Request-Id`, as every answer has.
+fn with_json_headers(mut response: Response, request_id: &str) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -509,16 +513,7 @@ fn oversized(bytes: u64, request_id: &str) -> Response {
             _ => None,
         }
     });
-    let mut response = Response::new(Body::from_stream(stream));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", v);
-    }
-    response
+    with_json_headers(Response::new(Body::from_stream(stream)), request_id)
 }
 
 async fn admin_stats(State(app): State<Arc<App>>) -> Response {
