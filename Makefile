@@ -107,9 +107,25 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory crd-check
 	$(MAKE) --no-print-directory deny
-	@echo "==> Local control plane (the first start builds a Kubernetes API server: minutes)"
+	@echo "==> Local control plane (the first start builds Kubernetes from source: minutes)"
 	$(MAKE) --no-print-directory test-cluster
+	@echo "==> GitOps readers: kstatus and Argo CD's health evaluation (the first time builds them: minutes)"
+	@tests/control-plane/build-components.sh gitops-readers >/dev/null
 	$(CARGO) test --locked --all-targets -- --test-threads=$(TEST_THREADS)
+
+# The oldest Kubernetes minor the pinned k8s-openapi supports; `make test` runs the newest.
+K8S_MATRIX_MINORS ?= 1.33
+
+.PHONY: test-k8s-matrix
+test-k8s-matrix: ## The end-to-end suite on the oldest supported Kubernetes too (K8S_MATRIX_MINORS), each on its own control plane.
+	@for minor in $(K8S_MATRIX_MINORS); do \
+		echo "==> Kubernetes $$minor: control plane in target/test-cluster-k8s-$$minor"; \
+		export POOLWATCH_KUBE_MINOR=$$minor POOLWATCH_TEST_CLUSTER_DIR=$(CURDIR)/target/test-cluster-k8s-$$minor; \
+		tests/control-plane/up.sh && \
+		tests/control-plane/build-components.sh gitops-readers >/dev/null && \
+		$(CARGO) test --locked --tests -- --test-threads=$(TEST_THREADS); \
+		status=$$?; tests/control-plane/down.sh; [ $$status = 0 ] || exit $$status; \
+	done
 
 # The Helm chart's static checks; `make test` runs them first.
 CHART := charts/poolwatch
@@ -123,7 +139,7 @@ chart-check: python-tools ## Helm chart: CRDs and deploy/ copies in sync, helm l
 	@diff -u deploy/grafana/poolwatch-dashboard.json $(CHART)/files/grafana-dashboard.json \
 		&& diff -u deploy/prometheus/poolwatch-alerts.yaml $(CHART)/files/prometheus-alerts.yaml \
 		|| { echo "$(CHART)/files differs from deploy/: copy the dashboard and alerts into it." >&2; exit 1; }
-	@[ -x $(TEST_CLUSTER_BIN)/helm ] || tests/control-plane/fetch-tools.sh kubectl
+	@[ -x $(TEST_CLUSTER_BIN)/helm ] || tests/control-plane/fetch-tools.sh helm
 	@mkdir -p $(CHART_CHECK_DIR)
 	@for mode in $(CHART_MODES); do \
 		values=$$([ $$mode = default ] || echo "--values $(CHART)/ci/$$mode-values.yaml"); \

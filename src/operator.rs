@@ -339,6 +339,12 @@ async fn run_controllers(
                 }
                 // Already logged by the error policy.
                 Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(controller::Error::QueueError(error)) if is_forbidden(&error) => error!(
+                    %error,
+                    "poolwatch may not list and watch PoolStatisticsWatches: grant it list and \
+                     watch on poolstatisticswatches.poolwatch.io where it watches (the chart's \
+                     ClusterRole or Roles do)"
+                ),
                 Err(other) => warn!(error = %other, "controller error"),
             }
             std::future::ready(())
@@ -346,6 +352,18 @@ async fn run_controllers(
         .await;
     sweeper.abort();
     info!("controllers stopped");
+}
+
+/// Whether the API server refused to list or watch the watches (RBAC), which only a change to the
+/// operator's Role can fix.
+fn is_forbidden(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 403,
+        watcher::Error::WatchError(status) => status.code == 403,
+        _ => false,
+    }
 }
 
 /// A deletion triggers no reconcile, so deleted watches are found by comparing what the

@@ -7,22 +7,28 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
 use std::time::Duration;
 
 use poolwatch::resource::PoolStatisticsWatch;
 use poolwatch::simulator::{Fault, FaultKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::control_plane::{TestNamespace, control_plane, repo_path, run, summarise};
+use support::control_plane::{
+    ControlPlane, TestNamespace, control_plane, repo_path, run, summarise,
+};
+use support::faults::IsolatedControlPlane;
+use support::gitops;
 use support::operator::{Operator, has_condition, request_refresh, wait_for_watch};
 use support::simulator::{AK, SK};
-use support::world::World;
+use support::world::{World, put_secret};
 
 const CHART: &str = "charts/poolwatch";
 /// Generous bound for things that happen "at once": a poll and a status write.
 const SOON: Duration = Duration::from_secs(20);
-/// The user agent of the operator's Kubernetes client (src/operator.rs).
-const OPERATOR_USER_AGENT: &str = concat!("poolwatch/", env!("CARGO_PKG_VERSION"));
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
@@ -622,80 +628,7 @@ fn the_dockerfile_builds_a_locked_static_non_root_image_by_construction() {
 // ---------------------------------------------------------------------------------------------
 // Argo CD health check and kstatus
 
-const HEALTH_LUA: &str = "deploy/argocd/health.lua";
 const HEALTH_KEY: &str = "resource.customizations.health.poolwatch.io_PoolStatisticsWatch: |";
-
-/// Runs the Argo CD health script on `object` as Argo CD does (`obj` global, JSON null as nil);
-/// returns its status and message.
-fn argo_health(object: &Value) -> (String, String) {
-    use mlua::LuaSerdeExt;
-    let lua = mlua::Lua::new();
-    let options = mlua::SerializeOptions::new()
-        .serialize_none_to_null(false)
-        .serialize_unit_to_null(false);
-    let obj = lua.to_value_with(object, options).unwrap();
-    lua.globals().set("obj", obj).unwrap();
-    let hs: mlua::Table = lua
-        .load(read(HEALTH_LUA))
-        .set_name(HEALTH_LUA)
-        .eval()
-        .unwrap_or_else(|e| panic!("the health script fails on {object}: {e}"));
-    let status: String = hs.get("status").expect("hs.status");
-    let message: String = hs.get("message").expect("hs.message");
-    assert!(
-        [
-            "Healthy",
-            "Progressing",
-            "Degraded",
-            "Suspended",
-            "Missing",
-            "Unknown"
-        ]
-        .contains(&status.as_str()),
-        "{status} is an Argo CD health status"
-    );
-    (status, message)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KStatus {
-    Current,
-    InProgress,
-    Failed,
-    Terminating,
-}
-
-/// kstatus' rules for a resource with standard conditions, in its order.
-fn kstatus(object: &Value) -> KStatus {
-    if !object["metadata"]["deletionTimestamp"].is_null() {
-        return KStatus::Terminating;
-    }
-    let observed = &object["status"]["observedGeneration"];
-    if !observed.is_null() && observed != &object["metadata"]["generation"] {
-        return KStatus::InProgress;
-    }
-    let conditions = object["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let status = |kind: &str| {
-        conditions
-            .iter()
-            .find(|c| c["type"] == kind)
-            .map(|c| c["status"].as_str().unwrap_or("").to_owned())
-    };
-    if status("Reconciling").as_deref() == Some("True") {
-        return KStatus::InProgress;
-    }
-    if status("Stalled").as_deref() == Some("True") {
-        return KStatus::Failed;
-    }
-    match status("Ready").as_deref() {
-        Some("True") => KStatus::Current,
-        Some(_) => KStatus::InProgress,
-        None => KStatus::Current,
-    }
-}
 
 fn sample(generation: i64, observed: Option<i64>, conditions: &[(&str, &str, &str)]) -> Value {
     let conditions: Vec<Value> = conditions
@@ -714,17 +647,37 @@ fn sample(generation: i64, observed: Option<i64>, conditions: &[(&str, &str, &st
     })
 }
 
+/// Statuses the operator can write, and a few it never writes (no status, a null one), as kstatus
+/// and Argo CD's own health evaluation read them.
 #[test]
-fn the_argo_cd_health_check_reads_sample_statuses() {
+fn kstatus_and_argo_cd_read_sample_statuses() {
     let ready = [
         ("Ready", "True", "Synced"),
         ("Stalled", "False", "Synced"),
         ("Reconciling", "False", "Synced"),
     ];
+    let mut suspended = sample(
+        2,
+        Some(2),
+        &[
+            ("Ready", "False", "Suspended"),
+            ("Stalled", "False", "Suspended"),
+        ],
+    );
+    suspended["spec"]["suspend"] = json!(true);
+    let mut no_status = sample(1, None, &[]);
+    no_status.as_object_mut().unwrap().remove("status");
+    let mut null_status = sample(1, None, &[]);
+    null_status["status"] = Value::Null;
+    // (object, kstatus, Argo CD health, words Argo CD's message holds)
     let cases = [
-        (sample(1, Some(1), &ready), "Healthy", "Synced"),
-        (sample(2, Some(1), &ready), "Progressing", "generation 2"),
-        (sample(1, None, &[]), "Progressing", "first poll"),
+        (sample(1, Some(1), &ready), "Current", "Healthy", "Synced"),
+        (
+            sample(2, Some(1), &ready),
+            "InProgress",
+            "Progressing",
+            "generation 2",
+        ),
         (
             sample(
                 2,
@@ -734,6 +687,7 @@ fn the_argo_cd_health_check_reads_sample_statuses() {
                     ("Reconciling", "True", "Progressing"),
                 ],
             ),
+            "InProgress",
             "Progressing",
             "Progressing",
         ),
@@ -746,6 +700,7 @@ fn the_argo_cd_health_check_reads_sample_statuses() {
                     ("Stalled", "False", "Throttled"),
                 ],
             ),
+            "Current",
             "Healthy",
             "Throttled",
         ),
@@ -758,6 +713,7 @@ fn the_argo_cd_health_check_reads_sample_statuses() {
                     ("Stalled", "False", "UpstreamUnavailable"),
                 ],
             ),
+            "InProgress",
             "Progressing",
             "UpstreamUnavailable",
         ),
@@ -770,6 +726,7 @@ fn the_argo_cd_health_check_reads_sample_statuses() {
                     ("Stalled", "True", "AuthenticationFailed"),
                 ],
             ),
+            "Failed",
             "Degraded",
             "AuthenticationFailed: AuthenticationFailed message",
         ),
@@ -782,32 +739,33 @@ fn the_argo_cd_health_check_reads_sample_statuses() {
                     ("Ready", "Unknown", "Progressing"),
                 ],
             ),
+            "InProgress",
             "Progressing",
             "Progressing",
         ),
+        (suspended, "InProgress", "Suspended", "spec.suspend"),
+        // kstatus reads a custom resource without conditions as Current: nothing poolwatch
+        // writes (its first write carries Reconciling), but Argo CD must not call it Healthy.
+        (no_status, "Current", "Progressing", "first status"),
+        (null_status, "Current", "Progressing", "first status"),
     ];
-    for (object, status, message) in &cases {
-        let (got, text) = argo_health(object);
-        assert_eq!(&got, status, "{object}");
-        assert!(text.contains(message), "{text:?} mentions {message:?}");
+    let objects: Vec<Value> = cases.iter().map(|case| case.0.clone()).collect();
+    for ((object, kstatus, health, words), reading) in cases.iter().zip(gitops::read_all(&objects))
+    {
+        assert_eq!(
+            reading.kstatus.status, *kstatus,
+            "kstatus of {object}: {reading:?}"
+        );
+        assert_eq!(
+            reading.argocd.status, *health,
+            "Argo CD health of {object}: {reading:?}"
+        );
+        assert!(
+            reading.argocd.message.contains(words),
+            "{:?} mentions {words:?}",
+            reading.argocd.message
+        );
     }
-
-    let mut no_status = sample(1, None, &[]);
-    no_status.as_object_mut().unwrap().remove("status");
-    assert_eq!(argo_health(&no_status).0, "Progressing");
-    let mut null_status = sample(1, None, &[]);
-    null_status["status"] = Value::Null;
-    assert_eq!(argo_health(&null_status).0, "Progressing");
-    let mut suspended = sample(
-        2,
-        Some(2),
-        &[
-            ("Ready", "False", "Suspended"),
-            ("Stalled", "False", "Suspended"),
-        ],
-    );
-    suspended["spec"]["suspend"] = json!(true);
-    assert_eq!(argo_health(&suspended).0, "Suspended");
 }
 
 /// The text under the argocd-cm key in `document`, dedented.
@@ -846,7 +804,7 @@ fn embedded_health_script(document: &str) -> String {
 
 #[test]
 fn the_argocd_cm_snippets_embed_the_tested_health_script() {
-    let script = read(HEALTH_LUA);
+    let script = read(gitops::HEALTH_LUA);
     assert_eq!(
         embedded_health_script(&read("deploy/argocd/argocd-cm.yaml")),
         script
@@ -889,8 +847,59 @@ impl World {
     }
 }
 
+impl World {
+    /// Reads the watch until `done` holds, checking that kstatus and Argo CD read every distinct
+    /// status seen before then as `(kstatus, health)`; returns the final object. Panics if no
+    /// status was seen before `done`, so the in-between state really was observed.
+    async fn read_until(
+        &self,
+        name: &str,
+        in_between: (&str, &str),
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut seen: Vec<Value> = Vec::new();
+        let deadline = tokio::time::Instant::now() + SOON;
+        loop {
+            let object = self.object(name).await;
+            if done(&object) {
+                assert!(
+                    !seen.is_empty(),
+                    "no status was seen before {name} was done"
+                );
+                return object;
+            }
+            if !object["status"].is_null() && seen.last() != Some(&object["status"]) {
+                let reading = gitops::read(&object);
+                assert_eq!(
+                    (
+                        reading.kstatus.status.as_str(),
+                        reading.argocd.status.as_str()
+                    ),
+                    in_between,
+                    "{object}"
+                );
+                seen.push(object["status"].clone());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never got done: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn synced_at(generation: i64) -> impl Fn(&Value) -> bool {
+    move |object| {
+        let watch: PoolStatisticsWatch = serde_json::from_value(object.clone()).unwrap();
+        object["status"]["observedGeneration"] == generation
+            && has_condition(&watch, "Ready", "True", "Synced")
+            && has_condition(&watch, "Reconciling", "False", "Synced")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
+async fn real_statuses_read_as_kstatus_and_argo_cd_document() {
     let world = World::new("chart-kstatus").await;
     world.create_secret("creds", AK, SK).await;
     // A key the simulator does not know (the known key with a wrong secret would share the
@@ -900,15 +909,17 @@ async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
         .await;
     let _operator = Operator::start(&world.namespace.name, &[]);
 
-    // Ready → Current, Healthy.
+    // Before the (slow) first poll answers → InProgress, Progressing; then Ready → Current, Healthy.
+    world
+        .simulator
+        .inject(Fault::new(FaultKind::Latency { millis: 4000 }).times(1));
     world.watch("pools", "creds").await;
     let ready = world
-        .until("pools", "Ready", |w| {
-            has_condition(w, "Ready", "True", "Synced")
-        })
+        .read_until("pools", ("InProgress", "Progressing"), synced_at(1))
         .await;
-    assert_eq!(kstatus(&ready), KStatus::Current, "{ready}");
-    assert_eq!(argo_health(&ready).0, "Healthy", "{ready}");
+    let reading = gitops::read(&ready);
+    assert_eq!(reading.kstatus.status, "Current", "{ready}");
+    assert_eq!(reading.argocd.status, "Healthy", "{ready}");
 
     // A new generation, until its (slow) poll answers → InProgress, Progressing; then Current.
     world
@@ -917,35 +928,13 @@ async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
     world
         .patch_spec("pools", json!({"workspaceId": "ws-partial"}))
         .await;
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + SOON;
-    let current = loop {
-        let object = world.object("pools").await;
-        let watch: PoolStatisticsWatch = serde_json::from_value(object.clone()).unwrap();
-        let synced = object["status"]["observedGeneration"] == 2
-            && has_condition(&watch, "Ready", "True", "Synced")
-            && has_condition(&watch, "Reconciling", "False", "Synced");
-        if synced {
-            break object;
-        }
-        if seen.last() != Some(&object["status"]) {
-            assert_eq!(kstatus(&object), KStatus::InProgress, "{object}");
-            assert_eq!(argo_health(&object).0, "Progressing", "{object}");
-            seen.push(object["status"].clone());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new generation never became Ready: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(
-        !seen.is_empty(),
-        "no status was seen before the new generation's poll answered"
-    );
+    let current = world
+        .read_until("pools", ("InProgress", "Progressing"), synced_at(2))
+        .await;
     assert_eq!(current["metadata"]["generation"], 2);
-    assert_eq!(kstatus(&current), KStatus::Current, "{current}");
-    assert_eq!(argo_health(&current).0, "Healthy");
+    let reading = gitops::read(&current);
+    assert_eq!(reading.kstatus.status, "Current", "{current}");
+    assert_eq!(reading.argocd.status, "Healthy", "{current}");
 
     // Refused keys → Failed (Stalled), Degraded.
     world.watch("refused", "refused").await;
@@ -954,11 +943,17 @@ async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
             has_condition(w, "Stalled", "True", "AuthenticationFailed")
         })
         .await;
-    assert_eq!(kstatus(&refused), KStatus::Failed, "{refused}");
-    let (health, message) = argo_health(&refused);
-    assert_eq!(health, "Degraded", "{refused}");
-    assert!(message.starts_with("AuthenticationFailed"), "{message}");
-    assert!(!message.contains(SK) && !message.contains("not-the-secret-key"));
+    let reading = gitops::read(&refused);
+    assert_eq!(reading.kstatus.status, "Failed", "{refused}");
+    assert_eq!(reading.argocd.status, "Degraded", "{refused}");
+    assert!(
+        reading.argocd.message.starts_with("AuthenticationFailed"),
+        "{reading:?}"
+    );
+    assert!(
+        !reading.argocd.message.contains(SK)
+            && !reading.argocd.message.contains("not-the-secret-key")
+    );
 
     // Suspended → InProgress for kstatus (not Ready), Suspended for Argo CD.
     world.patch_spec("pools", json!({"suspend": true})).await;
@@ -967,240 +962,131 @@ async fn real_statuses_read_as_kstatus_and_the_argo_cd_health_check_document() {
             has_condition(w, "Ready", "False", "Suspended")
         })
         .await;
-    assert_eq!(kstatus(&suspended), KStatus::InProgress);
-    assert_eq!(argo_health(&suspended).0, "Suspended", "{suspended}");
+    let reading = gitops::read(&suspended);
+    assert_eq!(reading.kstatus.status, "InProgress", "{suspended}");
+    assert_eq!(reading.argocd.status, "Suspended", "{suspended}");
 }
 
 // ---------------------------------------------------------------------------------------------
-// RBAC: the chart's rules, evaluated as Kubernetes does, against what the operator really did
+// RBAC, enforced: the operator authenticates as the chart's ServiceAccount
 
-/// One request as the authorizer sees it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Request {
-    verb: String,
-    api_group: String,
-    resource: String,
-    subresource: String,
-    /// Empty for cluster-scoped requests.
-    namespace: String,
-    /// Empty when the request names no object (create, list, watch).
-    name: String,
+/// The kinds of the chart that grant the operator its rights.
+const RBAC_KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+
+/// The chart's ServiceAccount and RBAC objects for a release, applied to a control plane as helm
+/// would apply them, and a kubeconfig that authenticates as that ServiceAccount with a token from
+/// the TokenRequest API.
+struct ChartIdentity {
+    /// `system:serviceaccount:NAMESPACE:NAME`, as the audit log names the user.
+    user: String,
+    kubeconfig: std::path::PathBuf,
+    documents: Vec<Value>,
 }
 
-impl Request {
-    fn from_audit(event: &Value) -> Option<Self> {
-        let object = event.get("objectRef")?;
-        let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
-        let verb = text(&event["verb"]);
-        Some(Self {
-            // A create's name is in its body, which RBAC never sees.
-            name: if verb == "create" {
-                String::new()
-            } else {
-                text(&object["name"])
-            },
-            verb,
-            api_group: text(&object["apiGroup"]),
-            resource: text(&object["resource"]),
-            subresource: text(&object["subresource"]),
-            namespace: text(&object["namespace"]),
-        })
-    }
-}
-
-impl std::fmt::Display for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let group = if self.api_group.is_empty() {
-            "core"
-        } else {
-            &self.api_group
-        };
-        let sub = if self.subresource.is_empty() {
-            String::new()
-        } else {
-            format!("/{}", self.subresource)
-        };
-        let scope = if self.namespace.is_empty() {
-            "cluster".to_owned()
-        } else {
-            format!("ns {}", self.namespace)
-        };
-        write!(
-            f,
-            "{} {group}/{}{sub} {:?} in {scope}",
-            self.verb, self.resource, self.name
-        )
-    }
-}
-
-/// A PolicyRule.
-#[derive(Debug, Clone)]
-struct Rule {
-    /// Where it came from, for messages.
-    origin: String,
-    api_groups: Vec<String>,
-    resources: Vec<String>,
-    verbs: Vec<String>,
-    resource_names: Vec<String>,
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
-}
-
-impl Rule {
-    /// RBAC's rule matching (k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac): verb, API group,
-    /// resource (`resource/subresource`, `*`, `*/subresource`) and resourceNames.
-    fn allows(&self, request: &Request) -> bool {
-        let verb = self.verbs.iter().any(|v| v == "*" || *v == request.verb);
-        let group = self
-            .api_groups
+impl ChartIdentity {
+    /// Applies the RBAC objects of `documents` (after `edit`) in `namespace` and requests a
+    /// token for the ServiceAccount.
+    fn apply(namespace: &TestNamespace, documents: &[Value], edit: impl Fn(&mut Value)) -> Self {
+        let mut rbac: Vec<Value> = documents
             .iter()
-            .any(|g| g == "*" || *g == request.api_group);
-        let combined = if request.subresource.is_empty() {
-            request.resource.clone()
-        } else {
-            format!("{}/{}", request.resource, request.subresource)
-        };
-        let resource = self.resources.iter().any(|r| {
-            r == "*"
-                || *r == combined
-                || (!request.subresource.is_empty() && *r == format!("*/{}", request.subresource))
+            .filter(|d| RBAC_KINDS.iter().any(|kind| d["kind"] == *kind))
+            .cloned()
+            .collect();
+        rbac.iter_mut().for_each(&edit);
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": rbac});
+        let manifest = namespace
+            .control_plane
+            .state_dir
+            .join(format!("{}-rbac.json", namespace.name));
+        std::fs::write(&manifest, list.to_string()).unwrap();
+        run(namespace
+            .kubectl()
+            .args(["apply", "--server-side", "--field-manager", "helm", "-f"])
+            .arg(&manifest))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let service_account = one(documents, "ServiceAccount")["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let token =
+            run(namespace
+                .kubectl()
+                .args(["create", "token", &service_account, "--duration=1h"]))
+            .unwrap_or_else(|e| panic!("the TokenRequest API gives no token: {e}"));
+        let admin: Value = serde_norway::from_str(
+            &std::fs::read_to_string(&namespace.control_plane.kubeconfig).unwrap(),
+        )
+        .unwrap();
+        let cluster = &admin["clusters"][0]["cluster"];
+        let kubeconfig = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": cluster}],
+            "users": [{"name": service_account, "user": {"token": token.trim()}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": service_account}}],
+            "current-context": "test",
         });
-        let name = self.resource_names.is_empty()
-            || (!request.name.is_empty() && self.resource_names.contains(&request.name));
-        verb && group && resource && name
-    }
-
-    /// Every (group, resource, verb) the rule grants, for the unused-grant check.
-    fn grants(&self) -> Vec<(String, String, String)> {
-        let mut grants = Vec::new();
-        for group in &self.api_groups {
-            for resource in &self.resources {
-                for verb in &self.verbs {
-                    grants.push((group.clone(), resource.clone(), verb.clone()));
-                }
-            }
+        let path = namespace
+            .control_plane
+            .state_dir
+            .join(format!("{}-{service_account}.kubeconfig", namespace.name));
+        std::fs::write(&path, kubeconfig.to_string()).unwrap();
+        Self {
+            user: format!("system:serviceaccount:{}:{service_account}", namespace.name),
+            kubeconfig: path,
+            documents: documents.to_vec(),
         }
-        grants
     }
-}
 
-/// The rules a ServiceAccount gets from rendered manifests: each with the namespace it applies
-/// to (empty: every namespace and cluster scope).
-fn bound_rules(documents: &[Value], service_account: &str, namespace: &str) -> Vec<(String, Rule)> {
-    let roles = |kind: &str| -> BTreeMap<(String, String), Vec<Rule>> {
-        of_kind(documents, kind)
+    /// A kubectl that authenticates as the ServiceAccount.
+    fn kubectl(&self, plane: &ControlPlane) -> Command {
+        let mut command = Command::new(&plane.kubectl_path);
+        command.env("KUBECONFIG", &self.kubeconfig);
+        command
+    }
+
+    /// The operator's flags the chart renders that matter to RBAC: leader election (the Lease's
+    /// namespace and name) and the watched namespaces.
+    fn operator_flags(&self) -> Vec<String> {
+        args(&self.documents)
             .into_iter()
-            .map(|role| {
-                let (name, ns) = (
-                    role["metadata"]["name"].as_str().unwrap().to_owned(),
-                    role["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                );
-                let rules = role["rules"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| {
-                        assert!(
-                            r.get("nonResourceURLs").is_none(),
-                            "{kind} {name}: no nonResourceURLs"
-                        );
-                        Rule {
-                            origin: format!("{kind} {ns}/{name}"),
-                            api_groups: strings(&r["apiGroups"]),
-                            resources: strings(&r["resources"]),
-                            verbs: strings(&r["verbs"]),
-                            resource_names: strings(&r["resourceNames"]),
-                        }
-                    })
-                    .collect();
-                ((ns, name), rules)
+            .filter(|a| a.starts_with("--leader-elect") || a.starts_with("--watch-namespace"))
+            .collect()
+    }
+
+    /// The audit events of requests this ServiceAccount made.
+    fn requests(&self, plane: &ControlPlane) -> Vec<Value> {
+        plane
+            .audit_events()
+            .into_iter()
+            .filter(|e| {
+                e["user"]["username"] == self.user.as_str() && e["stage"] == "ResponseComplete"
             })
             .collect()
-    };
-    let (cluster_roles, namespaced_roles) = (roles("ClusterRole"), roles("Role"));
-    let mut bound = Vec::new();
-    for kind in ["ClusterRoleBinding", "RoleBinding"] {
-        for binding in of_kind(documents, kind) {
-            let binds_us = binding["subjects"].as_array().unwrap().iter().any(|s| {
-                s["kind"] == "ServiceAccount"
-                    && s["name"] == service_account
-                    && s["namespace"] == namespace
-            });
-            if !binds_us {
-                continue;
-            }
-            let scope = binding["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let role_name = binding["roleRef"]["name"].as_str().unwrap().to_owned();
-            let rules = match binding["roleRef"]["kind"].as_str().unwrap() {
-                "ClusterRole" => cluster_roles.get(&(String::new(), role_name.clone())),
-                _ => namespaced_roles.get(&(scope.clone(), role_name.clone())),
-            }
-            .unwrap_or_else(|| panic!("{kind} refers to a missing role {role_name}"));
-            bound.extend(rules.iter().map(|r| (scope.clone(), r.clone())));
-        }
     }
-    bound
 }
 
-/// Whether `bound` allows `request`; the rule that does.
-fn authorize<'a>(bound: &'a [(String, Rule)], request: &Request) -> Option<&'a Rule> {
-    bound
-        .iter()
-        .find(|(scope, rule)| {
-            (scope.is_empty() || *scope == request.namespace) && rule.allows(request)
-        })
-        .map(|(_, rule)| rule)
-}
-
-/// Non-resource paths every authenticated client may read through Kubernetes' default
-/// `system:discovery` and `system:public-info-viewer` ClusterRoles: the chart need not grant them.
-fn default_non_resource_path(uri: &str) -> bool {
-    let path = uri.split('?').next().unwrap_or(uri);
-    [
-        "/version", "/api", "/apis", "/healthz", "/livez", "/readyz", "/openapi",
-    ]
-    .iter()
-    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn every_request_the_operator_makes_is_allowed_by_the_chart_rbac_and_every_rule_is_used() {
-    let world = World::new("chart-rbac").await;
-    let namespace = world.namespace.name.clone();
-    let cluster_wide = render("poolwatch", &namespace, &[]).unwrap();
-    let namespaced = render(
-        "poolwatch",
-        &namespace,
-        &[&format!("watchNamespaces={{{namespace}}}")],
-    )
-    .unwrap();
-
-    // The operator runs with the chart's leader-election flags (the chart's --watch-namespace is
-    // the one Operator::start gives it).
-    let leader_flags: Vec<String> = args(&namespaced)
-        .into_iter()
-        .filter(|a| a.starts_with("--leader-elect"))
-        .collect();
-    assert_eq!(leader_flags.len(), 4, "{leader_flags:?}");
-    let flags: Vec<&str> = leader_flags.iter().map(String::as_str).collect();
-    let since = jiff::Timestamp::now();
+/// Starts the operator as `identity` with the chart's flags (and the world's namespace watched,
+/// which the cluster-wide chart does not say), and drives it through everything it asks the API
+/// server for: leader election, status writes, Secret reads, events created and then patched as a
+/// series, a missing Secret, a deleted watch, and SIGTERM (the Lease released).
+async fn exercise(world: &World, identity: &ChartIdentity, expect_success: bool) -> Operator {
+    let flags = identity.operator_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let operator = Operator::start_with(&identity.kubeconfig, "poolwatch=debug,info", &flags);
     world.create_secret("creds", AK, SK).await;
-    let operator = Operator::start(&namespace, &flags);
-
-    // A watch becomes Ready, fails, recovers, fails and recovers again (events created, then
-    // patched as a series); another waits for a Secret that does not exist.
     world.watch("pools", "creds").await;
+    world.watch("lost", "no-such-secret").await;
+    world.watch("short-lived", "creds").await;
+    if !expect_success {
+        return operator;
+    }
     world
         .until("pools", "Ready", |w| {
             has_condition(w, "Ready", "True", "Synced")
@@ -1222,149 +1108,335 @@ async fn every_request_the_operator_makes_is_allowed_by_the_chart_rbac_and_every
             })
             .await;
     }
-    world.watch("lost", "no-such-secret").await;
     world
         .until("lost", "Stalled", |w| {
             has_condition(w, "Stalled", "True", "CredentialsNotFound")
         })
         .await;
-    let ours =
-        |e: &Value| e["userAgent"] == OPERATOR_USER_AGENT && e["stage"] == "ResponseComplete";
     world
-        .namespace
-        .audit_events_until(Duration::from_secs(30), |events| {
-            let seen = |verb: &str, resource: &str| {
-                events
-                    .iter()
-                    .any(|e| ours(e) && e["verb"] == verb && e["objectRef"]["resource"] == resource)
-            };
-            seen("patch", "events") && seen("patch", "leases")
+        .until("short-lived", "Ready", |w| {
+            has_condition(w, "Ready", "True", "Synced")
         })
         .await;
-    drop(operator); // SIGTERM: the leader releases its Lease (a patch)
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    world
+        .watches
+        .delete("short-lived", &Default::default())
+        .await
+        .expect("delete a watch");
+    operator
+}
 
-    let audit = world.control_plane_events(since);
-    let mut requests: Vec<Request> = Vec::new();
-    let mut non_resource = BTreeSet::new();
-    for event in audit.iter().filter(|e| ours(e)) {
-        match Request::from_audit(event) {
-            Some(request) if request.namespace == namespace => requests.push(request),
-            // Other operators (other tests) share the user agent; only this namespace is ours.
-            Some(_) => {}
-            None => {
-                non_resource.insert(event["requestURI"].as_str().unwrap_or("").to_owned());
-            }
-        }
-    }
-    requests.sort();
-    requests.dedup();
+/// Waits until the audit log shows a request of `identity` that matches `what`.
+async fn audited(
+    world: &World,
+    identity: &ChartIdentity,
+    description: &str,
+    what: impl Fn(&Value) -> bool,
+) -> Value {
+    let plane = world.plane();
+    support::operator::eventually(description, Duration::from_secs(60), || {
+        let found = identity.requests(plane).into_iter().find(&what);
+        async move { found }
+    })
+    .await
+}
+
+/// Whether the audited request is `verb` on `resource[/subresource]`.
+fn request_is(event: &Value, verb: &str, resource: &str, subresource: Option<&str>) -> bool {
+    event["verb"] == verb
+        && event["objectRef"]["resource"] == resource
+        && event["objectRef"]["subresource"].as_str() == subresource
+}
+
+/// [`request_is`], answered with HTTP `code`.
+fn is(event: &Value, verb: &str, resource: &str, subresource: Option<&str>, code: u16) -> bool {
+    request_is(event, verb, resource, subresource) && event["responseStatus"]["code"] == code
+}
+
+async fn rbac_is_sufficient(world: &World, identity: &ChartIdentity) {
+    let plane = world.plane();
+    let mut operator = exercise(world, identity, true).await;
+    // Events are created, then patched as a series; the Lease is created, then renewed.
+    audited(world, identity, "an event patched", |e| {
+        is(e, "patch", "events", None, 200)
+    })
+    .await;
+    audited(world, identity, "the Lease renewed", |e| {
+        is(e, "patch", "leases", None, 200)
+    })
+    .await;
+    operator.signal("TERM");
     assert!(
-        requests.len() >= 8,
-        "the operator's requests were found in the audit log: {requests:#?}"
+        operator.wait_exit(Duration::from_secs(10)),
+        "the operator stops on SIGTERM"
     );
-    for uri in &non_resource {
-        assert!(
-            default_non_resource_path(uri),
-            "{uri} is not granted to every client"
-        );
-    }
-    // Leader election really went through the Lease in the release namespace.
-    for verb in ["create", "get", "patch"] {
+    let requests = identity.requests(plane);
+    let refused: Vec<&Value> = requests
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the chart's RBAC refused the operator:\n{}",
+        summarise(&refused.into_iter().cloned().collect::<Vec<_>>())
+    );
+    for (verb, resource, subresource) in [
+        ("list", "poolstatisticswatches", None),
+        ("watch", "poolstatisticswatches", None),
+        ("patch", "poolstatisticswatches", Some("status")),
+        ("get", "secrets", None),
+        ("create", "events", None),
+        ("patch", "events", None),
+        ("create", "leases", None),
+        ("get", "leases", None),
+        ("patch", "leases", None),
+    ] {
         assert!(
             requests
                 .iter()
-                .any(|r| r.resource == "leases" && r.verb == verb),
-            "{verb} leases: {requests:#?}"
+                .any(|e| request_is(e, verb, resource, subresource)),
+            "the scenario made no {verb} {resource}: {}",
+            summarise(&requests)
         );
     }
-
-    for (mode, documents) in [("cluster-wide", &cluster_wide), ("namespaced", &namespaced)] {
-        let service_account = one(documents, "ServiceAccount")["metadata"]["name"]
-            .as_str()
-            .unwrap();
-        let bound = bound_rules(documents, service_account, &namespace);
-        // In cluster-wide mode the operator lists and watches at cluster scope instead.
-        let mut asked = requests.clone();
-        if mode == "cluster-wide" {
-            asked.extend(
-                requests
-                    .iter()
-                    .filter(|r| r.verb == "list" || r.verb == "watch")
-                    .map(|r| Request {
-                        namespace: String::new(),
-                        ..r.clone()
-                    }),
-            );
-        }
-        let denied: Vec<String> = asked
-            .iter()
-            .filter(|r| authorize(&bound, r).is_none())
-            .map(ToString::to_string)
-            .collect();
-        assert!(
-            denied.is_empty(),
-            "{mode}: the chart's RBAC denies:\n{}",
-            denied.join("\n")
-        );
-
-        // No unused grants: each (group, resource, verb) of each rule served some request.
-        let mut unused = Vec::new();
-        for (scope, rule) in &bound {
-            for (group, resource, verb) in rule.grants() {
-                let single = Rule {
-                    api_groups: vec![group.clone()],
-                    resources: vec![resource.clone()],
-                    verbs: vec![verb.clone()],
-                    ..rule.clone()
-                };
-                let used = asked
-                    .iter()
-                    .any(|r| (scope.is_empty() || *scope == r.namespace) && single.allows(r));
-                if !used {
-                    unused.push(format!("{}: {verb} {group}/{resource}", rule.origin));
-                }
-            }
-        }
-        assert!(
-            unused.is_empty(),
-            "{mode}: grants no request used:\n{}",
-            unused.join("\n")
-        );
-    }
-
-    // Secrets are only ever read by name.
     assert!(
         requests
             .iter()
-            .filter(|r| r.resource == "secrets")
-            .all(|r| r.verb == "get" && !r.name.is_empty()),
-        "{}",
-        summarise(
-            &audit
-                .iter()
-                .filter(|e| ours(e) && e["objectRef"]["resource"] == "secrets")
-                .cloned()
-                .collect::<Vec<_>>()
-        )
+            .filter(|e| e["objectRef"]["resource"] == "secrets")
+            .all(|e| e["verb"] == "get" && e["objectRef"]["name"].is_string()),
+        "Secrets are only read by name: {}",
+        summarise(&requests)
     );
 }
 
-impl World {
-    /// Every audit event received since `since`.
-    fn control_plane_events(&self, since: jiff::Timestamp) -> Vec<Value> {
-        self.namespace
-            .control_plane
-            .audit_events()
-            .into_iter()
-            .filter(|e| {
-                e["requestReceivedTimestamp"]
-                    .as_str()
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .is_some_and(|t| t >= since)
-            })
-            .collect()
+/// The chart as release `poolwatch` in `namespace`, in namespaced mode watching `namespace`.
+fn render_watching_own_namespace(namespace: &str) -> Vec<Value> {
+    render(
+        "poolwatch",
+        namespace,
+        &[&format!("watchNamespaces={{{namespace}}}")],
+    )
+    .unwrap()
+}
+
+/// What the ServiceAccount may not do, whatever the mode: list Secrets anywhere.
+fn assert_cannot_list_secrets(identity: &ChartIdentity, plane: &ControlPlane, namespace: &str) {
+    let refused = run(identity
+        .kubectl(plane)
+        .args(["get", "secrets", "--namespace", namespace]))
+    .expect_err("listing Secrets is refused");
+    assert!(
+        refused.contains("Forbidden") || refused.contains("forbidden"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_wide_chart_rbac_is_enforced_and_sufficient() {
+    // Cluster-wide, the operator lists and watches every namespace: on a control plane of its own
+    // it disturbs no other test.
+    let isolated = IsolatedControlPlane::start("chart-rbac");
+    let world = World::on(
+        isolated.namespace("chart-rbac-cluster").await,
+        support::simulator::start().await,
+    );
+    let documents = render("poolwatch", &world.namespace.name, &[]).unwrap();
+    assert!(!of_kind(&documents, "ClusterRole").is_empty());
+    let identity = ChartIdentity::apply(&world.namespace, &documents, |_| {});
+    rbac_is_sufficient(&world, &identity).await;
+    let requests = identity.requests(world.plane());
+    assert!(
+        requests.iter().any(|e| e["verb"] == "watch"
+            && e["objectRef"]["resource"] == "poolstatisticswatches"
+            && e["objectRef"]["namespace"].is_null()),
+        "the cluster-wide operator watches at cluster scope: {}",
+        summarise(&requests)
+    );
+    assert_cannot_list_secrets(&identity, world.plane(), &world.namespace.name);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_namespaced_chart_rbac_is_enforced_and_sufficient() {
+    let world = World::new("chart-rbac-namespaced").await;
+    let elsewhere = TestNamespace::new("chart-rbac-elsewhere").await;
+    put_secret(
+        &elsewhere,
+        "creds",
+        &[("accessKeyId", AK), ("secretAccessKey", SK)],
+    )
+    .await;
+    let namespace = world.namespace.name.clone();
+    let documents = render_watching_own_namespace(&namespace);
+    assert!(of_kind(&documents, "ClusterRole").is_empty());
+    let identity = ChartIdentity::apply(&world.namespace, &documents, |_| {});
+    rbac_is_sufficient(&world, &identity).await;
+    let plane = world.plane();
+    assert_cannot_list_secrets(&identity, plane, &namespace);
+    let refused = run(identity.kubectl(plane).args([
+        "get",
+        "secret",
+        "creds",
+        "--namespace",
+        &elsewhere.name,
+    ]))
+    .expect_err("a Secret of an unwatched namespace is refused");
+    assert!(
+        refused.contains("Forbidden") || refused.contains("forbidden"),
+        "{refused}"
+    );
+}
+
+/// One rule of the chart taken away, and how the operator must show it.
+struct MissingRule {
+    /// The rendered Role the rule is taken from (`leader-election` or the watch Role).
+    role_suffix: &'static str,
+    /// The rule's resource and verb, as rendered.
+    resource: &'static str,
+    verb: &'static str,
+    /// The request the API server then refuses.
+    refused: (&'static str, &'static str, Option<&'static str>),
+    /// What the operator's log line about it says, beside the resource.
+    says: &'static str,
+}
+
+const MISSING_RULES: [MissingRule; 6] = [
+    MissingRule {
+        role_suffix: "",
+        resource: "poolstatisticswatches",
+        verb: "list",
+        refused: ("list", "poolstatisticswatches", None),
+        says: "grant it list and watch on poolstatisticswatches",
+    },
+    MissingRule {
+        role_suffix: "",
+        resource: "poolstatisticswatches/status",
+        verb: "patch",
+        refused: ("patch", "poolstatisticswatches", Some("status")),
+        says: "cannot patch resource",
+    },
+    MissingRule {
+        role_suffix: "",
+        resource: "secrets",
+        verb: "get",
+        refused: ("get", "secrets", None),
+        says: "grant it get on secrets",
+    },
+    MissingRule {
+        role_suffix: "",
+        resource: "events",
+        verb: "create",
+        refused: ("create", "events", None),
+        says: "cannot create resource",
+    },
+    MissingRule {
+        role_suffix: "-leader-election",
+        resource: "leases",
+        verb: "create",
+        refused: ("create", "leases", None),
+        says: "cannot create resource",
+    },
+    MissingRule {
+        role_suffix: "-leader-election",
+        resource: "leases",
+        verb: "get",
+        refused: ("get", "leases", None),
+        says: "cannot get resource",
+    },
+];
+
+/// Removes the rule that grants `missing.verb` on `missing.resource` from the Role it is in.
+fn without(missing: &'static MissingRule, release_fullname: &str) -> impl Fn(&mut Value) + 'static {
+    let role = format!("{release_fullname}{}", missing.role_suffix);
+    move |document: &mut Value| {
+        if document["kind"] != "Role" || document["metadata"]["name"] != role.as_str() {
+            return;
+        }
+        let rules = document["rules"].as_array_mut().unwrap();
+        let before = rules.len();
+        rules.retain(|rule| {
+            !(strings(&rule["resources"])
+                .iter()
+                .any(|r| r == missing.resource)
+                && strings(&rule["verbs"]).iter().any(|v| v == missing.verb))
+        });
+        assert_eq!(
+            rules.len(),
+            before - 1,
+            "one rule of {role} grants {} {}",
+            missing.verb,
+            missing.resource
+        );
     }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// With any one rule of the chart's Roles removed, the API server refuses the operator, and the
+/// operator says so: in its log, naming the resource, and (where a status can still be written)
+/// in the watch's conditions.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rule_of_the_chart_rbac_is_needed_and_its_absence_is_reported() {
+    let checks = MISSING_RULES.iter().map(|missing| async move {
+        let world = World::new(&format!(
+            "chart-rbac-no-{}-{}",
+            missing.verb, missing.refused.1
+        ))
+        .await;
+        let documents = render_watching_own_namespace(&world.namespace.name);
+        let fullname = one(&documents, "Deployment")["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let identity =
+            ChartIdentity::apply(&world.namespace, &documents, without(missing, &fullname));
+        let operator = exercise(&world, &identity, false).await;
+        let (verb, resource, subresource) = missing.refused;
+        audited(
+            &world,
+            &identity,
+            &format!("{verb} {resource} refused"),
+            |e| is(e, verb, resource, subresource, 403),
+        )
+        .await;
+        let line = support::operator::eventually(
+            &format!("the operator's log to report that {verb} {resource} was refused"),
+            Duration::from_secs(30),
+            || {
+                let found = operator
+                    .logs()
+                    .into_iter()
+                    .find(|line| line.contains(missing.says) && line.contains(resource));
+                async move { found }
+            },
+        )
+        .await;
+        assert!(!line.contains(SK), "{line}");
+        eprintln!(
+            "without {} {}: the operator logged {line}",
+            missing.verb, missing.resource
+        );
+        if resource == "secrets" {
+            let stalled = world
+                .until("pools", "Stalled", |w| {
+                    has_condition(w, "Stalled", "True", "CredentialsForbidden")
+                })
+                .await;
+            assert!(
+                stalled.to_string().contains("grant it get on secrets"),
+                "{stalled}"
+            );
+        }
+    });
+    futures::future::join_all(checks).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1399,9 +1471,66 @@ fn chart_path() -> String {
     repo_path(CHART).to_string_lossy().into_owned()
 }
 
+/// The release's Pods: scheduled on the fake node, Running and Ready; returns their names.
+async fn running_pods(
+    namespace: &TestNamespace,
+    deployment: &Value,
+    replicas: usize,
+) -> Vec<String> {
+    let selector = deployment["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(namespace.client.clone(), &namespace.name);
+    support::operator::eventually(
+        &format!("{replicas} Pods of the release scheduled, Running and Ready"),
+        SOON,
+        || {
+            let pods = pods.clone();
+            let selector = selector.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .ok()?;
+                let ready: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+                    .filter(|pod| {
+                        let status = pod.status.as_ref();
+                        pod.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_ref())
+                            .is_some()
+                            && status.and_then(|s| s.phase.as_deref()) == Some("Running")
+                            && status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                    })
+                    .map(|pod| pod.metadata.name.clone().unwrap())
+                    .collect();
+                (ready.len() == replicas && list.items.len() == replicas).then_some(ready)
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
     let namespace = TestNamespace::new("chart-install-cluster").await;
+    // Where users put operators: the restricted Pod Security profile, enforced at admission.
+    run(namespace.kubectl().args([
+        "label",
+        "namespace",
+        &namespace.name,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]))
+    .unwrap();
     let release = namespace.name.clone();
     let chart = chart_path();
     let fullname = format!("{release}-poolwatch");
@@ -1409,7 +1538,10 @@ async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
         .trim_end_matches('-')
         .to_owned();
 
-    let notes = helm(&namespace, &["install", &release, &chart]);
+    let notes = helm(
+        &namespace,
+        &["install", &release, &chart, "--wait", "--timeout=2m"],
+    );
     assert!(notes.contains("STATUS: deployed"), "{notes}");
     assert!(notes.contains("every namespace"), "{notes}");
     let namespaced = [
@@ -1433,12 +1565,65 @@ async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
     for (kind, name) in &cluster {
         assert!(exists(None, kind, name), "{kind} {name} installed");
     }
+
+    // The Pods were admitted under the restricted profile, scheduled on the kwok node and are
+    // Ready; the rollout is complete; the PodDisruptionBudget and the Service select them.
     let deployment = get_json(&namespace, "deployment", fullname);
     assert_eq!(deployment["spec"]["replicas"], 2);
-    assert_eq!(
-        deployment["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]["type"],
-        "RuntimeDefault"
-    );
+    let pods = running_pods(&namespace, &deployment, 2).await;
+    run(namespace.kubectl().args([
+        "rollout",
+        "status",
+        &format!("deployment/{fullname}"),
+        "--timeout=60s",
+    ]))
+    .expect("kubectl rollout status completes");
+    let budget =
+        support::operator::eventually("the PodDisruptionBudget counts the Pods", SOON, || {
+            let budget = get_json(&namespace, "poddisruptionbudget", fullname);
+            async move {
+                (budget["status"]["expectedPods"] == 2 && budget["status"]["currentHealthy"] == 2)
+                    .then_some(budget)
+            }
+        })
+        .await;
+    assert_eq!(budget["status"]["disruptionsAllowed"], 1, "{budget}");
+    let endpoints = support::operator::eventually("the metrics Service's endpoints", SOON, || {
+        let slices = run(namespace.kubectl().args([
+            "get",
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={fullname}-metrics"),
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        let slices: Value = serde_json::from_str(&slices).unwrap();
+        let targets: BTreeSet<String> = slices["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e["targetRef"]["name"].as_str().map(str::to_owned))
+            .collect();
+        async move { (targets.len() == 2).then_some(targets) }
+    })
+    .await;
+    assert_eq!(endpoints, pods.iter().cloned().collect::<BTreeSet<_>>());
+
+    // A watch a user made while the operator was installed.
+    let watches = Api::<PoolStatisticsWatch>::namespaced(namespace.client.clone(), &namespace.name);
+    let watch: PoolStatisticsWatch = serde_json::from_value(json!({
+        "apiVersion": "poolwatch.io/v1alpha1",
+        "kind": "PoolStatisticsWatch",
+        "metadata": {"name": "kept"},
+        "spec": {"region": "cn-north-4", "projectId": "p", "credentialsSecretRef": {"name": "creds"}},
+    }))
+    .unwrap();
+    watches
+        .create(&PostParams::default(), &watch)
+        .await
+        .unwrap();
 
     helm(
         &namespace,
@@ -1447,6 +1632,8 @@ async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
             &release,
             &chart,
             "--reuse-values",
+            "--wait",
+            "--timeout=2m",
             "--set",
             "replicaCount=3",
             "--set",
@@ -1457,10 +1644,9 @@ async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
             "podDisruptionBudget.enabled=false",
         ],
     );
-    assert_eq!(
-        get_json(&namespace, "deployment", fullname)["spec"]["replicas"],
-        3
-    );
+    let deployment = get_json(&namespace, "deployment", fullname);
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    running_pods(&namespace, &deployment, 3).await;
     assert!(exists(Some(&namespace), "networkpolicy", fullname));
     assert!(exists(
         Some(&namespace),
@@ -1475,7 +1661,12 @@ async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
     let history: Value = serde_json::from_str(&history).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2);
 
-    helm(&namespace, &["uninstall", &release]);
+    // Uninstall removes everything but the CRD and the watches; the Pods go with their
+    // Deployment (garbage collection).
+    helm(
+        &namespace,
+        &["uninstall", &release, "--wait", "--timeout=2m"],
+    );
     for (kind, name) in namespaced
         .iter()
         .chain([("networkpolicy", fullname.clone())].iter())
@@ -1488,9 +1679,52 @@ async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
     for (kind, name) in &cluster {
         assert!(!exists(None, kind, name), "{kind} {name} uninstalled");
     }
+    support::operator::eventually("the Pods to be deleted with their Deployment", SOON, || {
+        let pods = Api::<Pod>::namespaced(namespace.client.clone(), &namespace.name);
+        async move {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        }
+    })
+    .await;
     assert!(
         exists(None, "crd", "poolstatisticswatches.poolwatch.io"),
         "helm never deletes CRDs"
+    );
+    assert!(
+        watches.get_opt("kept").await.unwrap().is_some(),
+        "the watches stay"
+    );
+
+    // Deleting the namespace deletes its watches (the namespace controller).
+    Api::<Namespace>::all(namespace.client.clone())
+        .delete(&namespace.name, &Default::default())
+        .await
+        .unwrap();
+    support::operator::eventually(
+        "the namespace and its watch to be deleted",
+        Duration::from_secs(60),
+        || {
+            let namespaces = Api::<Namespace>::all(namespace.client.clone());
+            let name = namespace.name.clone();
+            async move {
+                namespaces
+                    .get_opt(&name)
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        watches.get_opt("kept").await.unwrap().is_none(),
+        "no watch of the deleted namespace is left"
     );
 }
 
@@ -1507,7 +1741,18 @@ async fn helm_installs_upgrades_and_uninstalls_the_namespaced_chart() {
         .to_owned();
     let both = format!("watchNamespaces={{{},{}}}", team_a.name, team_b.name);
 
-    let notes = helm(&namespace, &["install", &release, &chart, "--set", &both]);
+    let notes = helm(
+        &namespace,
+        &[
+            "install",
+            &release,
+            &chart,
+            "--set",
+            &both,
+            "--wait",
+            "--timeout=2m",
+        ],
+    );
     assert!(
         notes.contains(&team_a.name) && notes.contains(&team_b.name),
         "{notes}"
@@ -1540,127 +1785,4 @@ async fn helm_installs_upgrades_and_uninstalls_the_namespaced_chart() {
         "role",
         &format!("{fullname}-leader-election")
     ));
-}
-
-#[test]
-fn the_rbac_evaluator_denies_what_kubernetes_denies() {
-    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]| Rule {
-        origin: "test".to_owned(),
-        api_groups: groups.iter().map(|s| s.to_string()).collect(),
-        resources: resources.iter().map(|s| s.to_string()).collect(),
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        resource_names: names.iter().map(|s| s.to_string()).collect(),
-    };
-    let request =
-        |verb: &str, group: &str, resource: &str, sub: &str, ns: &str, name: &str| Request {
-            verb: verb.to_owned(),
-            api_group: group.to_owned(),
-            resource: resource.to_owned(),
-            subresource: sub.to_owned(),
-            namespace: ns.to_owned(),
-            name: name.to_owned(),
-        };
-    let status = rule(
-        &["poolwatch.io"],
-        &["poolstatisticswatches/status"],
-        &["patch"],
-        &[],
-    );
-    assert!(status.allows(&request(
-        "patch",
-        "poolwatch.io",
-        "poolstatisticswatches",
-        "status",
-        "a",
-        "w"
-    )));
-    assert!(!status.allows(&request(
-        "patch",
-        "poolwatch.io",
-        "poolstatisticswatches",
-        "",
-        "a",
-        "w"
-    )));
-    assert!(!status.allows(&request(
-        "update",
-        "poolwatch.io",
-        "poolstatisticswatches",
-        "status",
-        "a",
-        "w"
-    )));
-    let watches = rule(
-        &["poolwatch.io"],
-        &["poolstatisticswatches"],
-        &["list"],
-        &[],
-    );
-    assert!(!watches.allows(&request(
-        "list",
-        "poolwatch.io",
-        "poolstatisticswatches",
-        "status",
-        "a",
-        ""
-    )));
-    assert!(!watches.allows(&request("list", "", "poolstatisticswatches", "", "a", "")));
-    let lease = rule(
-        &["coordination.k8s.io"],
-        &["leases"],
-        &["get", "patch", "create"],
-        &["leader"],
-    );
-    assert!(lease.allows(&request(
-        "patch",
-        "coordination.k8s.io",
-        "leases",
-        "",
-        "a",
-        "leader"
-    )));
-    assert!(!lease.allows(&request(
-        "patch",
-        "coordination.k8s.io",
-        "leases",
-        "",
-        "a",
-        "other"
-    )));
-    assert!(
-        !lease.allows(&request(
-            "create",
-            "coordination.k8s.io",
-            "leases",
-            "",
-            "a",
-            ""
-        )),
-        "a create names nothing"
-    );
-    let any_scale = rule(&["*"], &["*/scale"], &["*"], &[]);
-    assert!(any_scale.allows(&request("get", "apps", "deployments", "scale", "a", "d")));
-    assert!(!any_scale.allows(&request("get", "apps", "deployments", "", "a", "d")));
-
-    // Bindings scope the rules: a Role in namespace a says nothing about namespace b or the cluster.
-    let bound = vec![("a".to_owned(), rule(&[""], &["secrets"], &["get"], &[]))];
-    assert!(authorize(&bound, &request("get", "", "secrets", "", "a", "s")).is_some());
-    assert!(authorize(&bound, &request("get", "", "secrets", "", "b", "s")).is_none());
-    assert!(authorize(&bound, &request("list", "", "secrets", "", "a", "")).is_none());
-    let cluster = vec![(
-        String::new(),
-        rule(
-            &["poolwatch.io"],
-            &["poolstatisticswatches"],
-            &["list"],
-            &[],
-        ),
-    )];
-    assert!(
-        authorize(
-            &cluster,
-            &request("list", "poolwatch.io", "poolstatisticswatches", "", "", "")
-        )
-        .is_some()
-    );
 }

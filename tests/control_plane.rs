@@ -1,19 +1,16 @@
-//! The CRD and the tools users run, against a real Kubernetes API server (the local control plane,
-//! `make test-cluster`): the CRD is served, its schema accepts and rejects the spec fixtures as the
-//! API server says it, kubectl prints its columns, helm installs a chart with helm's default
-//! storage, and the built-in kinds behave as in a cluster where poolwatch relies on it.
+//! The CRD and the tools users run, against upstream Kubernetes (the local control plane, `make
+//! test-cluster`): the control plane is the pinned release, configured as the tests rely on (RBAC
+//! enforced, tokens issued, a Ready node, an audit log); the CRD is served, its schema accepts and
+//! rejects the spec fixtures as the API server says it, and kubectl prints its columns.
 
 mod support;
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Secret, Service, ServiceAccount};
-use k8s_openapi::api::events::v1::Event as EventsV1Event;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
 use serde_json::{Value, json};
@@ -201,303 +198,6 @@ async fn kubectl_prints_the_printer_columns() {
 }
 
 #[tokio::test]
-async fn helm_installs_upgrades_and_uninstalls_a_chart() {
-    let ns = TestNamespace::new("helm").await;
-    let chart = repo_path("tests/fixtures/charts/smoke");
-    let release = "smoke";
-    let cluster_name = format!("{}-{release}", ns.name);
-
-    run(ns.helm().args(["install", release]).arg(&chart)).expect("helm install");
-    let deployments: Api<Deployment> = Api::namespaced(ns.client.clone(), &ns.name);
-    let deployment = deployments
-        .get(release)
-        .await
-        .expect("the Deployment exists");
-    assert_eq!(deployment.spec.replicas, Some(1));
-    Api::<ServiceAccount>::namespaced(ns.client.clone(), &ns.name)
-        .get(release)
-        .await
-        .expect("ServiceAccount");
-    Api::<Service>::namespaced(ns.client.clone(), &ns.name)
-        .get(release)
-        .await
-        .expect("Service");
-    Api::<PodDisruptionBudget>::namespaced(ns.client.clone(), &ns.name)
-        .get(release)
-        .await
-        .expect("PDB");
-    Api::<Role>::namespaced(ns.client.clone(), &ns.name)
-        .get(release)
-        .await
-        .expect("Role");
-    Api::<RoleBinding>::namespaced(ns.client.clone(), &ns.name)
-        .get(release)
-        .await
-        .expect("RoleBinding");
-    Api::<ClusterRole>::all(ns.client.clone())
-        .get(&cluster_name)
-        .await
-        .expect("ClusterRole");
-    Api::<ClusterRoleBinding>::all(ns.client.clone())
-        .get(&cluster_name)
-        .await
-        .expect("ClusterRoleBinding");
-    Api::<CustomResourceDefinition>::all(ns.client.clone())
-        .get("gadgets.smoke.poolwatch.io")
-        .await
-        .expect("the chart's CRD");
-
-    // Helm keeps its release records as Secrets (its default driver), one per revision.
-    let releases = || async {
-        Api::<Secret>::namespaced(ns.client.clone(), &ns.name)
-            .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
-            .await
-            .expect("listing release Secrets")
-            .items
-            .len()
-    };
-    assert_eq!(releases().await, 1, "one release Secret after install");
-
-    run(ns
-        .helm()
-        .args(["upgrade", release])
-        .arg(&chart)
-        .args(["--set", "replicas=3"]))
-    .expect("helm upgrade");
-    let deployment = deployments.get(release).await.unwrap();
-    assert_eq!(deployment.spec.replicas, Some(3));
-    assert_eq!(
-        deployment.metadata.generation,
-        Some(2),
-        "a spec change bumps the generation"
-    );
-    assert_eq!(releases().await, 2, "two release Secrets after an upgrade");
-    let list = run(ns.helm().args(["list", "-o", "json"])).unwrap();
-    assert!(list.contains("\"revision\":\"2\""), "helm list: {list}");
-
-    run(ns.helm().args(["uninstall", release])).expect("helm uninstall");
-    assert!(
-        deployments.get_opt(release).await.unwrap().is_none(),
-        "uninstall deletes the Deployment"
-    );
-    assert!(
-        Api::<ClusterRole>::all(ns.client.clone())
-            .get_opt(&cluster_name)
-            .await
-            .unwrap()
-            .is_none(),
-        "uninstall deletes the ClusterRole"
-    );
-    assert_eq!(releases().await, 0, "uninstall deletes the release records");
-}
-
-#[tokio::test]
-async fn writing_into_a_missing_namespace_fails() {
-    let ns = TestNamespace::new("missing-namespace").await;
-    let missing = format!("{}-absent", ns.name);
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("credentials".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let error = Api::<Secret>::namespaced(ns.client.clone(), &missing)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect_err("a Secret in a missing namespace is refused");
-    match error {
-        kube::Error::Api(status) => {
-            assert_eq!(status.code, 404, "{status:?}");
-            assert!(
-                status
-                    .message
-                    .contains(&format!("namespaces \"{missing}\" not found")),
-                "{status:?}"
-            );
-        }
-        other => panic!("unexpected error: {other}"),
-    }
-}
-
-#[tokio::test]
-async fn secret_string_data_is_stored_as_data() {
-    let ns = TestNamespace::new("string-data").await;
-    let secrets = Api::<Secret>::namespaced(ns.client.clone(), &ns.name);
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "credentials"},
-        "stringData": {"accessKeyId": "AK", "secretAccessKey": "SK"},
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create");
-    let stored = secrets.get("credentials").await.expect("get");
-    assert!(stored.string_data.is_none(), "stringData is write-only");
-    let data = stored.data.expect("data");
-    assert_eq!(data["accessKeyId"].0, b"AK");
-    assert_eq!(data["secretAccessKey"].0, b"SK");
-    assert_eq!(stored.type_.as_deref(), Some("Opaque"));
-}
-
-#[tokio::test]
-async fn server_side_apply_reports_conflicts_between_managers() {
-    let ns = TestNamespace::new("apply-conflict").await;
-    let deployments: Api<Deployment> = Api::namespaced(ns.client.clone(), &ns.name);
-    let manifest = |replicas: i32| {
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "web:1", "ports": [{"containerPort": 80}]}]}
-                }
-            }
-        })
-    };
-    deployments
-        .patch(
-            "web",
-            &PatchParams::apply("first"),
-            &Patch::Apply(manifest(1)),
-        )
-        .await
-        .expect("the first manager applies");
-    let error = deployments
-        .patch(
-            "web",
-            &PatchParams::apply("second"),
-            &Patch::Apply(manifest(2)),
-        )
-        .await
-        .expect_err("a second manager changing an owned field conflicts");
-    match error {
-        kube::Error::Api(status) => {
-            assert_eq!(status.code, 409, "{status:?}");
-            assert!(status.message.contains(".spec.replicas"), "{status:?}");
-            assert!(status.message.contains("first"), "{status:?}");
-        }
-        other => panic!("unexpected error: {other}"),
-    }
-    // Forcing takes the field over; list-map keys merge as in a cluster (container by name).
-    let forced = deployments
-        .patch(
-            "web",
-            &PatchParams::apply("second").force(),
-            &Patch::Apply(manifest(2)),
-        )
-        .await
-        .expect("a forced apply succeeds");
-    assert_eq!(forced.spec.replicas, Some(2));
-    let managers: Vec<String> = forced
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
-    assert!(
-        managers.contains(&"first".to_owned()) && managers.contains(&"second".to_owned()),
-        "{managers:?}"
-    );
-}
-
-#[tokio::test]
-async fn events_k8s_io_events_are_core_events() {
-    let ns = TestNamespace::new("events").await;
-    let event: EventsV1Event = serde_json::from_value(json!({
-        "metadata": {"name": "training-pools.1", "namespace": ns.name},
-        "eventTime": "2026-01-01T00:00:00.000000Z",
-        "reportingController": "poolwatch.io/controller",
-        "reportingInstance": "poolwatch-0",
-        "action": "Poll",
-        "reason": "PoolsFailed",
-        "note": "2 pools failed",
-        "type": "Warning",
-        "regarding": {"apiVersion": "poolwatch.io/v1alpha1", "kind": "PoolStatisticsWatch",
-                      "namespace": ns.name, "name": "training-pools"}
-    }))
-    .unwrap();
-    Api::<EventsV1Event>::namespaced(ns.client.clone(), &ns.name)
-        .create(&PostParams::default(), &event)
-        .await
-        .expect("an events.k8s.io Event is created");
-
-    let core = Api::<Event>::namespaced(ns.client.clone(), &ns.name)
-        .get("training-pools.1")
-        .await
-        .expect("the same Event read as core/v1");
-    assert_eq!(core.message.as_deref(), Some("2 pools failed"));
-    assert_eq!(core.reason.as_deref(), Some("PoolsFailed"));
-    assert_eq!(core.involved_object.name.as_deref(), Some("training-pools"));
-    assert_eq!(
-        core.reporting_component.as_deref(),
-        Some("poolwatch.io/controller")
-    );
-
-    let printed = run(ns.kubectl().args(["get", "events"])).unwrap();
-    assert!(
-        printed.contains("PoolsFailed") && printed.contains("poolstatisticswatch/training-pools"),
-        "kubectl get events:\n{printed}"
-    );
-}
-
-#[tokio::test]
-async fn kube_runtime_recorder_events_are_listed_by_kubectl() {
-    use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
-    let ns = TestNamespace::new("recorder").await;
-    let reporter = Reporter {
-        controller: "poolwatch".into(),
-        instance: Some("poolwatch-0".into()),
-    };
-    let recorder = Recorder::new(ns.client.clone(), reporter);
-    let regarding = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("poolwatch.io/v1alpha1".into()),
-        kind: Some("PoolStatisticsWatch".into()),
-        namespace: Some(ns.name.clone()),
-        name: Some("training-pools".into()),
-        ..Default::default()
-    };
-    let event = RecorderEvent {
-        type_: EventType::Warning,
-        reason: "UpstreamUnavailable".into(),
-        note: Some("ModelArts answered 503".into()),
-        action: "Poll".into(),
-        secondary: None,
-    };
-    // The first publish creates an events.k8s.io Event, the second merge-patches its series.
-    recorder
-        .publish(&event, &regarding)
-        .await
-        .expect("first publish");
-    recorder
-        .publish(&event, &regarding)
-        .await
-        .expect("repeated publish");
-
-    let core = Api::<Event>::namespaced(ns.client.clone(), &ns.name)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(core.len(), 1, "{core:?}");
-    assert_eq!(
-        core[0].series.as_ref().and_then(|s| s.count),
-        Some(2),
-        "{core:?}"
-    );
-    let printed = run(ns.kubectl().args(["get", "events"])).unwrap();
-    assert!(
-        printed.contains("UpstreamUnavailable"),
-        "kubectl get events:\n{printed}"
-    );
-}
-
-#[tokio::test]
 async fn the_audit_log_lists_a_clients_requests() {
     let ns = TestNamespace::new("audit").await;
     let secrets: Api<Secret> = Api::namespaced(ns.client.clone(), &ns.name);
@@ -524,8 +224,12 @@ async fn the_audit_log_lists_a_clients_requests() {
             })
         })
         .await;
-    let create = events.iter().find(|e| e["verb"] == "create").unwrap();
-    assert_eq!(create["user"]["username"], "poolwatch-admin");
+    // The controller manager writes into a new namespace too (its ServiceAccount, its CA bundle).
+    let create = events
+        .iter()
+        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "secrets")
+        .unwrap();
+    assert_eq!(create["user"]["username"], "kwok-admin");
     assert_eq!(create["objectRef"]["name"], "credentials");
     assert_eq!(create["responseStatus"]["code"], 201);
     assert!(
@@ -534,19 +238,137 @@ async fn the_audit_log_lists_a_clients_requests() {
     );
 }
 
+/// The release `tests/go/kubernetes-MINOR/go.mod` pins, for the minor the control plane runs.
+fn pinned_release() -> String {
+    let minor = std::env::var("POOLWATCH_KUBE_MINOR").unwrap_or_else(|_| "1.37".to_owned());
+    let go_mod = std::fs::read_to_string(repo_path(&format!("tests/go/kubernetes-{minor}/go.mod")))
+        .expect("the pinned Kubernetes module");
+    go_mod
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("k8s.io/kubernetes "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("go.mod requires k8s.io/kubernetes")
+        .to_owned()
+}
+
 #[test]
-fn the_server_reports_the_kubernetes_version_of_its_libraries() {
+fn the_server_and_kubectl_are_the_pinned_kubernetes_release() {
+    let pinned = pinned_release();
     let version = run(control_plane().kubectl().args(["version", "-o", "json"])).unwrap();
     let version: Value = serde_json::from_str(&version).unwrap();
     assert_eq!(
-        version["serverVersion"]["gitVersion"], "v1.36.4",
+        version["serverVersion"]["gitVersion"],
+        pinned.as_str(),
         "{version}"
     );
+    assert_eq!(
+        version["clientVersion"]["gitVersion"],
+        pinned.as_str(),
+        "{version}"
+    );
+}
+
+#[tokio::test]
+async fn a_fake_node_runs_the_pods_of_a_deployment() {
+    let ns = TestNamespace::new("node").await;
+    ns.default_service_account().await;
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "web:1",
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]}
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(ns.client.clone(), &ns.name)
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create a Deployment");
+    run(ns
+        .kubectl()
+        .args(["rollout", "status", "deployment/web", "--timeout=60s"]))
+    .expect("the Deployment rolls out: its Pods are scheduled, run and are Ready");
+    let pods = Api::<Pod>::namespaced(ns.client.clone(), &ns.name)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pods.len(), 2);
+    for pod in &pods {
+        assert!(
+            pod.spec.as_ref().unwrap().node_name.is_some(),
+            "scheduled: {pod:?}"
+        );
+        assert_eq!(
+            pod.status.as_ref().unwrap().phase.as_deref(),
+            Some("Running")
+        );
+    }
+}
+
+#[tokio::test]
+async fn service_accounts_get_tokens_and_rbac_is_enforced() {
+    let ns = TestNamespace::new("tokens").await;
+    run(ns.kubectl().args(["create", "serviceaccount", "reader"])).unwrap();
+    let token = run(ns.kubectl().args([
+        "create",
+        "token",
+        "reader",
+        "--audience",
+        "iam.example",
+        "--duration=10m",
+    ]))
+    .expect("the TokenRequest API issues a token");
+    // The token is a JWT of the cluster's issuer for the requested audience.
+    let claims = token.trim().split('.').nth(1).expect("a JWT");
+    let claims = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+        .expect("base64url claims");
+    let claims: Value = serde_json::from_slice(&claims).expect("JSON claims");
+    assert_eq!(claims["aud"], json!(["iam.example"]), "{claims}");
+    assert_eq!(
+        claims["sub"],
+        format!("system:serviceaccount:{}:reader", ns.name).as_str(),
+        "{claims}"
+    );
+    // Its signing keys are published, as an identity provider reads them.
+    let jwks: Value =
+        serde_json::from_str(&run(ns.kubectl().args(["get", "--raw", "/openid/v1/jwks"])).unwrap())
+            .unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().is_empty(), "{jwks}");
+    // With no Role bound, the ServiceAccount may do nothing in the namespace.
+    let can = run(ns.kubectl().args([
+        "auth",
+        "can-i",
+        "get",
+        "secrets",
+        "--as",
+        &format!("system:serviceaccount:{}:reader", ns.name),
+    ]));
+    assert!(can.is_err(), "RBAC denies by default: {can:?}");
+}
+
+#[tokio::test]
+async fn pod_security_admission_rejects_privileged_pods_in_restricted_namespaces() {
+    let ns = TestNamespace::new("pod-security").await;
+    ns.default_service_account().await;
+    run(ns.kubectl().args([
+        "label",
+        "namespace",
+        &ns.name,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]))
+    .unwrap();
+    let refused = run(ns
+        .kubectl()
+        .args(["run", "root", "--image=busybox", "--restart=Never"]))
+    .expect_err("a Pod that runs as root is refused");
     assert!(
-        version["clientVersion"]["gitVersion"]
-            .as_str()
-            .unwrap()
-            .starts_with("v1.35."),
-        "the pinned kubectl: {version}"
+        refused.contains("violates PodSecurity \"restricted"),
+        "{refused}"
     );
 }

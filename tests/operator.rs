@@ -78,15 +78,20 @@ async fn a_watch_becomes_ready_with_the_counts_and_kubectl_shows_and_waits_for_i
         "{metrics}"
     );
 
-    let events = run(world
-        .namespace
-        .kubectl()
-        .args(["get", "events", "-o", "json"]))
-    .unwrap();
-    assert!(
-        events.contains("FirstSync"),
-        "a first-success event: {events}"
-    );
+    // `kubectl describe` finds the watch's events by field selector, as in any cluster.
+    let described = eventually(
+        "the first-success event in kubectl describe",
+        SOON,
+        || async {
+            let text = run(world.namespace.kubectl().args(["describe", "psw", "pools"])).unwrap();
+            let events = text
+                .split_once("\nEvents:")
+                .map(|(_, events)| events.to_owned())?;
+            events.contains("FirstSync").then_some(text)
+        },
+    )
+    .await;
+    assert!(described.contains("Normal"), "{described}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

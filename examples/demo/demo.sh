@@ -29,10 +29,10 @@ if [ "${1:-}" = down ]; then
 fi
 
 mkdir -p "$STATE"
-say "Building poolwatch"
-cargo build --locked --quiet --manifest-path "$ROOT/Cargo.toml"
+say "Building poolwatch (the first build compiles its dependencies: minutes)"
+cargo build --locked --manifest-path "$ROOT/Cargo.toml"
 
-say "Starting the local control plane (the first start builds a Kubernetes API server: minutes)"
+say "Starting the local control plane (the first start builds Kubernetes from source: minutes)"
 make -C "$ROOT" --no-print-directory test-cluster
 kubectl() { "$BIN/kubectl" "$@"; }
 
@@ -70,6 +70,13 @@ echo $! >"$STATE/operator.pid"
 kubectl -n "$NAMESPACE" wait --for=condition=Ready --timeout=60s psw --all >/dev/null
 say "kubectl get psw -o wide"
 kubectl -n "$NAMESPACE" get psw -o wide
+
+say "kubectl describe psw training (conditions and the operator's events)"
+for _ in $(seq 50); do
+  kubectl -n "$NAMESPACE" get events --field-selector involvedObject.name=training -o name | grep -q . && break
+  sleep 0.2
+done
+kubectl -n "$NAMESPACE" describe psw training | sed -n '/^Status:/,$p'
 
 cat <<TXT
 

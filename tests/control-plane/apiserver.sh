@@ -1,50 +1,48 @@
 #!/usr/bin/env bash
 # Stops or starts only the API server of a running control plane, keeping etcd and its data: for
-# tests of how clients live through an API server restart. Same port, certificates and flags, so
-# kubeconfigs stay valid.
-#   apiserver.sh stop     TERM the API server (its command line is kept for `start`)
-#   apiserver.sh start    start it again as it was and wait until it is ready
+# tests of how clients live through an API server restart. kwokctl starts it again with the same
+# port, certificates and flags, so kubeconfigs stay valid.
+#   apiserver.sh stop     TERM the API server and wait until it has exited
+#   apiserver.sh start    start it again (kwokctl starts the components that are not running)
 #   apiserver.sh restart  both
+#   apiserver.sh pid      print its process id
 # Use a control plane of its own (POOLWATCH_TEST_CLUSTER_DIR): other tests on a shared one would
 # see the outage.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APISERVER_PID=$STATE_DIR/apiserver.pid
-SAVED=$STATE_DIR/apiserver.cmdline
-PKI=$STATE_DIR/pki
+apiserver_pid() {
+  local pid
+  pid=$(component_pid kube-apiserver) || die "no API server runs for $STATE_DIR"
+  kill -0 "$pid" 2>/dev/null || die "no API server runs for $STATE_DIR"
+  echo "$pid"
+}
 
 stop_apiserver() {
-  pid_alive "$APISERVER_PID" || die "no API server runs for $STATE_DIR"
   local pid
-  pid=$(cat "$APISERVER_PID")
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- poolwatch-test-apiserver ||
-    die "PID $pid is not our API server"
-  cp "/proc/$pid/cmdline" "$SAVED"
+  pid=$(apiserver_pid)
   kill -TERM "$pid"
   for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  if kill -0 "$pid" 2>/dev/null; then
+    # It drains long-running requests (watches) for longer than tests want to wait.
+    kill -KILL "$pid" 2>/dev/null || true
+    # kwokctl starts only components that are not running: wait until this one is gone.
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  fi
   log "API server (PID $pid) stopped; etcd keeps running"
 }
 
 start_apiserver() {
-  [ -f "$SAVED" ] || die "no saved API server command line: run '$0 stop' first"
-  pid_alive "$APISERVER_PID" && die "the API server is already running"
-  local -a cmd
-  mapfile -d '' -t cmd <"$SAVED"
-  setsid "${cmd[@]}" </dev/null >>"$STATE_DIR/apiserver.log" 2>&1 &
-  echo $! >"$APISERVER_PID"
-  local endpoint
-  endpoint=$(cat "$STATE_DIR/endpoint")
+  with_port_lock kwokctl start cluster --timeout 2m >>"$STATE_DIR/kwokctl.log" 2>&1 ||
+    { last_lines kube-apiserver; die "kwokctl could not start the API server"; }
   for _ in $(seq 600); do
-    curl -fsS --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-      "$endpoint/readyz" >/dev/null 2>&1 && { log "API server ready again (PID $(cat "$APISERVER_PID"))"; return 0; }
-    pid_alive "$APISERVER_PID" || { tail -n 30 "$STATE_DIR/apiserver.log" >&2; die "the API server exited"; }
+    api_ready && { log "API server ready again (PID $(apiserver_pid))"; return 0; }
     sleep 0.1
   done
+  last_lines kube-apiserver
   die "the API server did not become ready in 60s"
 }
 
@@ -52,5 +50,6 @@ case "${1:-}" in
   stop) stop_apiserver ;;
   start) start_apiserver ;;
   restart) stop_apiserver; start_apiserver ;;
-  *) die "usage: $0 stop|start|restart" ;;
+  pid) apiserver_pid ;;
+  *) die "usage: $0 stop|start|restart|pid" ;;
 esac

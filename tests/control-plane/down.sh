@@ -1,36 +1,31 @@
 #!/usr/bin/env bash
-# Stops the local control plane started by up.sh: the API server, then etcd, each by its PID file.
+# Deletes the local control plane started by up.sh: kwokctl stops every component and removes the
+# cluster's state; any component process still alive afterwards is stopped here, so that nothing
+# is left behind.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# stop NAME PIDFILE EXPECTED: TERM, then KILL after 10s. EXPECTED must appear in the process's
-# command line, so a PID reused by an unrelated process is never signalled.
-stop() {
-  local name=$1 pidfile=$2 expected=$3 pid
-  if ! pid_alive "$pidfile"; then
-    rm -f "$pidfile"
-    return 0
-  fi
-  pid=$(cat "$pidfile")
-  if ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$expected"; then
-    log "PID $pid in $pidfile is no longer our $name: leaving it alone"
-    rm -f "$pidfile"
-    return 0
-  fi
-  log "stopping $name (PID $pid)"
+# The components' PIDs, kept only while their command lines still name this cluster's folder, so a
+# PID reused by an unrelated process is never signalled.
+ours() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$CLUSTER_DIR"; }
+pids=()
+for file in "$CLUSTER_DIR"/pids/*.pid; do
+  [ -f "$file" ] && pid_alive "$file" && ours "$(cat "$file")" && pids+=("$(cat "$file")")
+done
+if [ -x "$BIN_DIR/kwokctl" ] && [ -d "$CLUSTER_DIR" ]; then
+  kwokctl delete cluster >"$STATE_DIR/kwokctl-delete.log" 2>&1 ||
+    { tail -n 20 "$STATE_DIR/kwokctl-delete.log" >&2; log "kwokctl could not delete the cluster: stopping its processes"; }
+fi
+for pid in "${pids[@]}"; do
+  ours "$pid" || continue
+  log "process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-60)) outlived kwokctl: stopping it"
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name did not stop in 10s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-}
-
-stop "API server" "$STATE_DIR/apiserver.pid" poolwatch-test-apiserver
-stop etcd "$STATE_DIR/etcd.pid" etcd
-rm -f "$STATE_DIR/endpoint"
+  kill -KILL "$pid" 2>/dev/null || true
+done
+rm -rf "$CLUSTER_DIR"
+rm -f "$STATE_DIR/endpoint" "$STATE_DIR/control-plane.want" "$STATE_DIR/audit.log"
 log "control plane stopped"

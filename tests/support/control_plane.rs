@@ -1,10 +1,11 @@
 //! A real Kubernetes API server for integration tests: started once per test run, shared by every
 //! test binary, with a fresh namespace per test.
 //!
-//! The control plane is the one `make test-cluster` runs (`tests/control-plane/up.sh`: etcd plus an
-//! API server built from upstream Kubernetes code; see `tests/control-plane/README.md`). The script
-//! is idempotent and serialises concurrent starts with a lock, so every test process simply calls
-//! it once. If it cannot start, the calling test fails with the script's explanation.
+//! The control plane is the one `make test-cluster` runs (`tests/control-plane/up.sh`: upstream
+//! Kubernetes built from source and a kwok node, run by kwokctl; see
+//! `tests/control-plane/README.md`). The script is idempotent and serialises concurrent starts with
+//! a lock, so every test process simply calls it once. If it cannot start, the calling test fails
+//! with the script's explanation.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
@@ -29,9 +30,9 @@ const CRD_MANAGER: &str = "poolwatch-tests";
 pub struct ControlPlane {
     pub repo_root: PathBuf,
     pub state_dir: PathBuf,
-    /// Admin kubeconfig (client certificate in group `system:masters`).
+    /// Admin kubeconfig (client certificate `kwok-admin` in group `system:masters`).
     pub kubeconfig: PathBuf,
-    /// kubectl 1.35, the version the project supports, not whatever the machine has.
+    /// kubectl of the control plane's own release, not whatever the machine has.
     pub kubectl_path: PathBuf,
     /// helm 4.
     pub helm_path: PathBuf,
@@ -183,6 +184,21 @@ impl TestNamespace {
             name,
             client,
             control_plane,
+        }
+    }
+
+    /// Waits until the namespace's `default` ServiceAccount exists: the controller manager makes
+    /// it just after the namespace, and no Pod is admitted before.
+    pub async fn default_service_account(&self) {
+        let accounts = Api::<ServiceAccount>::namespaced(self.client.clone(), &self.name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while accounts.get_opt("default").await.ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "no default ServiceAccount in {} after 30 s: is the controller manager running?",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

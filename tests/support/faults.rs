@@ -12,7 +12,7 @@ use poolwatch::simulator::TlsIdentity;
 
 use super::control_plane::{ControlPlane, TestNamespace, repo_path};
 
-/// A control plane (etcd and API server) of its own, under `target/test-cluster-NAME`, so that
+/// A control plane of its own, under `target/test-cluster-NAME`, so that
 /// stopping its API server disturbs no other test. Stopped when dropped.
 pub struct IsolatedControlPlane {
     pub plane: &'static ControlPlane,
@@ -60,9 +60,12 @@ impl IsolatedControlPlane {
         self.apiserver_script("start");
     }
 
-    /// The API server's process id.
+    /// The API server's process id (kwokctl records it).
     pub fn api_server_pid(&self) -> u32 {
-        let path = self.plane.state_dir.join("apiserver.pid");
+        let path = self
+            .plane
+            .state_dir
+            .join("kwok/clusters/poolwatch/pids/kube-apiserver.pid");
         std::fs::read_to_string(&path)
             .ok()
             .and_then(|pid| pid.trim().parse().ok())

@@ -2,6 +2,7 @@
 
 pub mod control_plane;
 pub mod faults;
+pub mod gitops;
 pub mod operator;
 pub mod simulator;
 pub mod specs;

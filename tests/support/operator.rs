@@ -38,22 +38,30 @@ impl Operator {
         )
     }
 
-    /// Starts `poolwatch run` against the API server of `kubeconfig`, logging at `log_level`.
+    /// Starts `poolwatch run` for `namespace` against the API server of `kubeconfig`, logging
+    /// at `log_level`.
     pub fn start_on(
         kubeconfig: &std::path::Path,
         namespace: &str,
         log_level: &str,
         extra: &[&str],
     ) -> Self {
+        let mut flags = vec!["--watch-namespace", namespace];
+        flags.extend_from_slice(extra);
+        Self::start_with(kubeconfig, log_level, &flags)
+    }
+
+    /// Starts `poolwatch run` with `flags` only (no namespace: every namespace unless `flags`
+    /// name some) against the API server of `kubeconfig`, logging at `log_level`.
+    pub fn start_with(kubeconfig: &std::path::Path, log_level: &str, flags: &[&str]) -> Self {
         let metrics = free_address();
         let probes = free_address();
         let mut child = Command::new(env!("CARGO_BIN_EXE_poolwatch"))
             .arg("run")
-            .args(["--watch-namespace", namespace])
             .args(["--metrics-bind-address", &metrics])
             .args(["--health-probe-bind-address", &probes])
             .args(["--log-format", "json", "--log-level", log_level])
-            .args(extra)
+            .args(flags)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

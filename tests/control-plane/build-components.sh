@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the Go programs the tests run (the upstream components of the local control plane, the
+# GitOps readers) from their modules under tests/go/, once, into the cache, and prints the folder
+# holding the binaries. Each module pins its versions in
+# go.mod and their checksums in go.sum; the cache key is a hash of both, of the build flags and of
+# the Go version, so a change to any of them builds afresh and an unchanged one costs nothing.
+#   build-components.sh kubernetes-1.37   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+#   build-components.sh kwok              kwok (the fake node's controller) and kwokctl (runs the cluster)
+#   build-components.sh etcd              etcd
+#   build-components.sh gitops-readers    kstatus and Argo CD's health evaluation (tests/go/gitops-readers)
+#   build-components.sh --key-only NAME   the folder it would print, without building
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+key_only=false
+if [ "${1:-}" = --key-only ]; then key_only=true; shift; fi
+name=${1:?usage: build-components.sh [--key-only] kubernetes-MINOR|kwok|etcd}
+module=$REPO_ROOT/tests/go/$name
+[ -f "$module/go.mod" ] || die "no Go module $module (known: $(ls "$REPO_ROOT/tests/go" | grep -v '\.sh$' | tr '\n' ' '))"
+command -v go >/dev/null || die "Go is needed to build $name (https://go.dev/doc/install; 1.26 or newer)"
+
+# The module's tools (the `tool` lines of its go.mod, Go's `tool` pattern), or the module's own
+# program; for Kubernetes, the version stamps that a release build sets (else the binaries report
+# v0.0.0 and kwokctl cannot pick their flags).
+targets=.
+grep -q '^tool' "$module/go.mod" && targets=tool
+ldflags="-s -w"
+case $name in
+  kubernetes-*)
+    version=$(sed -nE 's/^\s*(require )?k8s\.io\/kubernetes (v[0-9.]+).*/\2/p' "$module/go.mod")
+    [ -n "$version" ] || die "$module/go.mod requires no k8s.io/kubernetes release"
+    major=${version#v}; major=${major%%.*}
+    minor=${version#v*.}; minor=${minor%%.*}
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    ;;
+esac
+build=(go build -trimpath -ldflags "$ldflags")
+
+key=$(cat "$module/go.mod" "$module/go.sum" <(go version; echo "${build[*]} $targets") |
+  sha256sum | cut -c1-16)
+out=$CACHE_DIR/components/$name-$key
+if $key_only || [ -f "$out/.built" ]; then
+  echo "$out/bin"
+  exit 0
+fi
+
+# One build per component at a time, even across checkouts sharing the cache.
+mkdir -p "$CACHE_DIR/components"
+exec 8>"$CACHE_DIR/components/.$name.lock"
+flock 8
+if [ -f "$out/.built" ]; then echo "$out/bin"; exit 0; fi
+
+log "building $name from $module (cold: minutes on 2 cores; cached afterwards in $out)"
+rm -rf "$out.tmp"
+mkdir -p "$out.tmp/bin"
+build_log=$out.tmp/build.log
+start=$EPOCHREALTIME
+(cd "$module" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
+  "${build[@]}" -o "$out.tmp/bin/" "$targets") >"$build_log" 2>&1 &
+build_pid=$!
+# A cold build is silent for minutes: say that it is still going.
+seconds=0
+while kill -0 "$build_pid" 2>/dev/null; do
+  sleep 1
+  seconds=$((seconds + 1))
+  [ $((seconds % 30)) = 0 ] && log "still building $name (${seconds}s)"
+done
+if ! wait "$build_pid"; then
+  tail -n 30 "$build_log" >&2
+  die "building $name failed (full log: $build_log)"
+fi
+log "built $name in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0fs", b - a }')"
+cat "$build_log" >&2
+# Go names a program after its package path's last element, "server" for etcd's (server/v3).
+[ "$name" = etcd ] && mv "$out.tmp/bin/server" "$out.tmp/bin/etcd"
+touch "$out.tmp/.built"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+echo "$out/bin"
