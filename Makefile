@@ -117,7 +117,7 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 K8S_MATRIX_MINORS ?= 1.33
 
 .PHONY: test-k8s-matrix
-test-k8s-matrix: ## The end-to-end suite on the oldest supported Kubernetes too (K8S_MATRIX_MINORS), each on its own control plane.
+test-k8s-matrix: python-tools ## The end-to-end suite on the oldest supported Kubernetes too (K8S_MATRIX_MINORS), each on its own control plane.
 	@for minor in $(K8S_MATRIX_MINORS); do \
 		echo "==> Kubernetes $$minor: control plane in target/test-cluster-k8s-$$minor"; \
 		export POOLWATCH_KUBE_MINOR=$$minor POOLWATCH_TEST_CLUSTER_DIR=$(CURDIR)/target/test-cluster-k8s-$$minor; \
