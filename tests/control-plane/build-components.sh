@@ -72,7 +72,6 @@ if ! wait "$build_pid"; then
   die "building $name failed (full log: $build_log)"
 fi
 log "built $name in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0fs", b - a }')"
-cat "$build_log" >&2
 # Go names a program after its package path's last element, "server" for etcd's (server/v3).
 [ "$name" = etcd ] && mv "$out.tmp/bin/server" "$out.tmp/bin/etcd"
 touch "$out.tmp/.built"
