@@ -27,8 +27,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
-use poolwatch::resource::PoolStatisticsWatch;
-use poolwatch::simulator::{Api as SimulatorApi, PoolCounts, RequestFilter};
+use poolwatch::api::PoolStatisticsWatch;
+use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts};
 use serde_json::json;
 use support::control_plane::TestNamespace;
 use support::operator::Operator;
@@ -97,7 +97,11 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
     let namespace = TestNamespace::new(&format!("bench-{watches}")).await;
     let simulator = support::simulator::start().await;
     for index in 0..watches {
-        simulator.set_counts(PROJECT, &workspace(index), PoolCounts::new(0, 9, 0, 0, 1));
+        simulator.set_counts(
+            PROJECT,
+            &workspace(index),
+            SimulatedCounts::new(0, 9, 0, 0, 1),
+        );
     }
     create_secret(&namespace).await;
     // Info level: what a production deployment logs (debug would measure log formatting).

@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn print_crd() -> ExitCode {
-    match crate::crd::crd_yaml() {
+    match crate::api::crd::crd_yaml() {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS

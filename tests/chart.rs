@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use std::time::Duration;
 
-use poolwatch::resource::PoolStatisticsWatch;
+use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Fault, FaultKind};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -7,8 +7,8 @@ mod support;
 
 use jsonschema::error::ValidationErrorKind;
 use kube::CustomResourceExt;
-use poolwatch::crd::{CRD_PATH, crd_yaml};
-use poolwatch::resource::PoolStatisticsWatch;
+use poolwatch::api::PoolStatisticsWatch;
+use poolwatch::api::crd::{CRD_PATH, crd_yaml};
 use serde_json::Value;
 use support::specs::spec_fixtures;
 

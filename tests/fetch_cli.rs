@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use poolwatch::modelarts::{Credentials, Endpoint};
-use poolwatch::simulator::{Fault, FaultKind, PoolCounts};
+use poolwatch::simulator::{Fault, FaultKind, SimulatedCounts};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::simulator::{self as sim, AK, PROJECT, REGION, SK, TOKEN};
@@ -118,7 +118,7 @@ async fn json_output_omits_absent_counts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn table_output_is_the_default() {
     let handle = sim::start().await;
-    handle.set_counts(PROJECT, "0", PoolCounts::new(2, 7, 1, 0, 0));
+    handle.set_counts(PROJECT, "0", SimulatedCounts::new(2, 7, 1, 0, 0));
     let url = handle.base_url();
     let output = fetch(&["--endpoint", &url, "--project-id", PROJECT], &CREDS).await;
     let (stdout, stderr) = text(&output);

@@ -6,9 +6,7 @@ mod support;
 use std::time::Duration;
 
 use kube::api::DeleteParams;
-use poolwatch::simulator::{
-    Api as SimulatorApi, Fault, PoolCounts as SimulatedCounts, RequestFilter,
-};
+use poolwatch::simulator::{Api as SimulatorApi, Fault, RequestFilter, SimulatedCounts};
 use serde_json::json;
 use support::control_plane::{run, summarise};
 use support::operator::{

@@ -3,13 +3,13 @@
 //! it received, the interval parser, endpoints and whole specs. None may panic; the signer's
 //! pieces keep their invariants.
 
+use poolwatch::api::{LocalSecretReference, PoolStatisticsWatchSpec};
 use poolwatch::modelarts::signer::{
     self, Authorization, RequestToSign, SdkDate, canonical_query, canonical_uri, encode_component,
     parse_query, percent_decode,
 };
 use poolwatch::modelarts::{Credentials, Endpoint, PoolStatistics};
-use poolwatch::resource::{LocalSecretReference, PoolStatisticsWatchSpec};
-use poolwatch::target::{WatchTarget, parse_interval};
+use poolwatch::operator::target::{WatchTarget, parse_interval};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use poolwatch::resource::PoolStatisticsWatch;
+use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Fault, FaultKind, SimulatorConfig, SimulatorHandle};
 use serde_json::{Value, json};
 use support::control_plane::{TestNamespace, run};

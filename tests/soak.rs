@@ -13,8 +13,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
-use poolwatch::resource::PoolStatisticsWatch;
-use poolwatch::simulator::{Fault, FaultKind, PoolCounts};
+use poolwatch::api::PoolStatisticsWatch;
+use poolwatch::simulator::{Fault, FaultKind, SimulatedCounts};
 use serde_json::json;
 use support::faults::{IsolatedControlPlane, resident_kib};
 use support::operator::{Operator, has_condition};
@@ -26,8 +26,8 @@ fn workspace(i: usize) -> String {
     format!("soak-{i:03}")
 }
 
-fn counts(created: i64) -> PoolCounts {
-    PoolCounts::new(created % 3, created, created % 2, 0, 1)
+fn counts(created: i64) -> SimulatedCounts {
+    SimulatedCounts::new(created % 3, created, created % 2, 0, 1)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,12 +219,12 @@ async fn soak_many_watches_through_faults_and_an_api_server_restart() {
 
 /// The simulator's counts as the status shows them.
 trait IntoResource {
-    fn into_resource(self) -> poolwatch::resource::PoolCounts;
+    fn into_resource(self) -> poolwatch::api::PoolCounts;
 }
 
-impl IntoResource for PoolCounts {
-    fn into_resource(self) -> poolwatch::resource::PoolCounts {
-        poolwatch::resource::PoolCounts {
+impl IntoResource for SimulatedCounts {
+    fn into_resource(self) -> poolwatch::api::PoolCounts {
+        poolwatch::api::PoolCounts {
             creating: self.creating,
             created: self.created,
             failed: self.failed,

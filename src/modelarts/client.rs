@@ -1,8 +1,7 @@
 //! The ModelArts HTTP client: signed calls, timeouts, bounded retries and a bounded body read.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -193,21 +192,14 @@ impl fmt::Debug for ClientConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ProjectKey {
-    access_key_id: String,
-    region: String,
-    iam_endpoint: String,
-}
-
 struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
-    projects: Mutex<HashMap<ProjectKey, String>>,
 }
 
-/// A ModelArts and IAM client. Cheap to clone: clones share one connection pool and the
-/// project-id cache.
+/// A ModelArts and IAM client. Cheap to clone: clones share one connection pool. It keeps no
+/// answers: callers decide what to reuse and for how long (the operator reuses a resolved
+/// project id for an hour per key; `poolwatch fetch` resolves once).
 #[derive(Clone)]
 pub struct ModelArtsClient {
     inner: Arc<Inner>,
@@ -260,11 +252,7 @@ impl ModelArtsClient {
             config_error(format!("could not set up the HTTP client: {}", chain(&e)))
         })?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                http,
-                config,
-                projects: Mutex::new(HashMap::new()),
-            }),
+            inner: Arc::new(Inner { http, config }),
         })
     }
 
@@ -320,22 +308,14 @@ impl ModelArtsClient {
     }
 
     /// Finds the id of the project named `region` through IAM (`GET /v3/projects?name=…`), as
-    /// the official SDK does when no project id is configured. Results are cached per access key,
-    /// region and IAM endpoint; zero or several matching projects are errors.
+    /// the official SDK does when no project id is configured. Zero or several matching projects
+    /// are errors.
     pub async fn resolve_project_id(
         &self,
         iam_endpoint: &Endpoint,
         credentials: &Credentials,
         region: &str,
     ) -> Result<String, ModelArtsError> {
-        let key = ProjectKey {
-            access_key_id: credentials.key_id().to_owned(),
-            region: region.to_owned(),
-            iam_endpoint: iam_endpoint.to_string(),
-        };
-        if let Some(id) = self.cached_project(&key) {
-            return Ok(id);
-        }
         let span = tracing::debug_span!(
             "iam.resolve_project_id",
             host = %iam_endpoint.authority(),
@@ -393,18 +373,7 @@ impl ModelArtsClient {
         }
         .instrument(span)
         .await?;
-        if let Ok(mut cache) = self.inner.projects.lock() {
-            cache.insert(key, id.clone());
-        }
         Ok(id)
-    }
-
-    fn cached_project(&self, key: &ProjectKey) -> Option<String> {
-        self.inner
-            .projects
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(key).cloned())
     }
 
     /// Sends `call` with retries; returns the status, the body and the request id of a 2xx.

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 pub use fault::{Api, Fault, FaultKind};
 pub use setup::{
     DEMO_ACCESS_KEY_ID, DEMO_PROJECT_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY, KeyConfig,
-    PoolCounts, ProjectConfig, SimulatorSetup,
+    ProjectConfig, SimulatedCounts, SimulatorSetup,
 };
 pub use state::{ActiveFault, RequestCount, RequestFilter, RequestKey, SimulatorStats};
 pub use tls::TlsIdentity;
@@ -219,7 +219,7 @@ impl SimulatorHandle {
     }
 
     /// Sets the counts one workspace reports (creating the project if needed).
-    pub fn set_counts(&self, project: &str, workspace: &str, counts: PoolCounts) {
+    pub fn set_counts(&self, project: &str, workspace: &str, counts: SimulatedCounts) {
         self.state.set_counts(project, workspace, counts);
     }
 

@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post, put};
 use serde_json::{Value, json};
 
 use super::fault::{Api, Fault, FaultKind, default_error};
-use super::setup::PoolCounts;
+use super::setup::SimulatedCounts;
 use super::state::{Lookup, RequestFilter, RequestKey, State as SimState};
 use crate::modelarts::Clock;
 use crate::modelarts::signer::{self, Authorization, MAX_CLOCK_SKEW, SdkDate};
@@ -534,7 +534,7 @@ async fn admin_counts(State(app): State<Arc<App>>) -> Response {
 async fn admin_set_counts(
     State(app): State<Arc<App>>,
     Path((project, workspace)): Path<(String, String)>,
-    Json(counts): Json<PoolCounts>,
+    Json(counts): Json<SimulatedCounts>,
 ) -> Response {
     app.state.set_counts(&project, &workspace, counts);
     StatusCode::NO_CONTENT.into_response()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// check that clients treat every count as optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PoolCounts {
+pub struct SimulatedCounts {
     /// Pools being created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creating: Option<i64>,
@@ -28,7 +28,7 @@ pub struct PoolCounts {
     pub deleting: Option<i64>,
 }
 
-impl PoolCounts {
+impl SimulatedCounts {
     /// All five counts given.
     pub fn new(creating: i64, created: i64, failed: i64, pending: i64, deleting: i64) -> Self {
         Self {
@@ -78,7 +78,7 @@ pub struct ProjectConfig {
     pub region: Option<String>,
     /// Counts per workspace id. A workspace not listed answers 404 `ModelArts.50015001`.
     #[serde(default)]
-    pub workspaces: BTreeMap<String, PoolCounts>,
+    pub workspaces: BTreeMap<String, SimulatedCounts>,
 }
 
 /// The simulator's whole setup: the config file's contents.
@@ -126,7 +126,7 @@ impl SimulatorSetup {
             projects: vec![ProjectConfig {
                 id: DEMO_PROJECT_ID.to_owned(),
                 region: Some(DEMO_REGION.to_owned()),
-                workspaces: BTreeMap::from([("0".to_owned(), PoolCounts::new(0, 9, 0, 0, 1))]),
+                workspaces: BTreeMap::from([("0".to_owned(), SimulatedCounts::new(0, 9, 0, 0, 1))]),
             }],
             max_clock_skew: None,
             operation_time: None,

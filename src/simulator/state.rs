@@ -5,8 +5,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lock::lock;
+
 use super::fault::{Api, Fault};
-use super::setup::{KeyConfig, PoolCounts, SimulatorSetup};
+use super::setup::{KeyConfig, SimulatedCounts, SimulatorSetup};
 
 /// Distinct counter rows kept; past this, new combinations are folded into one overflow row so
 /// that a client sending random access key ids cannot grow memory without bound.
@@ -155,7 +157,7 @@ pub(crate) struct State {
 
 /// What the statistics API answers for a (project, workspace).
 pub(crate) enum Lookup {
-    Counts(PoolCounts),
+    Counts(SimulatedCounts),
     NoProject,
     NoWorkspace,
 }
@@ -171,11 +173,7 @@ impl State {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        let mut guard = match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut guard)
+        f(&mut lock(&self.inner))
     }
 
     pub fn setup(&self) -> SimulatorSetup {
@@ -223,7 +221,7 @@ impl State {
         })
     }
 
-    pub fn set_counts(&self, project: &str, workspace: &str, counts: PoolCounts) {
+    pub fn set_counts(&self, project: &str, workspace: &str, counts: SimulatedCounts) {
         self.with(|i| {
             let projects = &mut i.setup.projects;
             let index = match projects.iter().position(|p| p.id == project) {
@@ -452,7 +450,7 @@ mod tests {
     #[test]
     fn set_counts_creates_missing_projects() {
         let state = State::new(SimulatorSetup::default());
-        state.set_counts("new", "w", PoolCounts::new(1, 2, 3, 4, 5));
+        state.set_counts("new", "w", SimulatedCounts::new(1, 2, 3, 4, 5));
         assert!(matches!(state.lookup("new", "w"), Lookup::Counts(c) if c.failed == Some(3)));
         assert!(matches!(state.lookup("new", "x"), Lookup::NoWorkspace));
         assert!(matches!(state.lookup("old", "w"), Lookup::NoProject));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use poolwatch::resource::PoolStatisticsWatch;
+use poolwatch::api::PoolStatisticsWatch;
 use serde_json::json;
 
 use super::control_plane::control_plane;

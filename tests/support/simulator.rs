@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use poolwatch::modelarts::{ClientConfig, Credentials, ModelArtsClient, RetryPolicy};
 use poolwatch::simulator::{
-    KeyConfig, PoolCounts, ProjectConfig, Simulator, SimulatorConfig, SimulatorHandle,
+    KeyConfig, ProjectConfig, SimulatedCounts, Simulator, SimulatorConfig, SimulatorHandle,
     SimulatorSetup,
 };
 
@@ -54,13 +54,13 @@ pub fn setup() -> SimulatorSetup {
                 id: PROJECT.to_owned(),
                 region: Some(REGION.to_owned()),
                 workspaces: BTreeMap::from([
-                    ("0".to_owned(), PoolCounts::new(0, 9, 0, 0, 1)),
+                    ("0".to_owned(), SimulatedCounts::new(0, 9, 0, 0, 1)),
                     (
                         "ws-partial".to_owned(),
-                        PoolCounts {
+                        SimulatedCounts {
                             created: Some(3),
                             failed: Some(2),
-                            ..PoolCounts::default()
+                            ..SimulatedCounts::default()
                         },
                     ),
                 ]),
@@ -68,7 +68,7 @@ pub fn setup() -> SimulatorSetup {
             ProjectConfig {
                 id: OTHER_PROJECT.to_owned(),
                 region: Some(OTHER_REGION.to_owned()),
-                workspaces: BTreeMap::from([("0".to_owned(), PoolCounts::new(1, 2, 3, 4, 5))]),
+                workspaces: BTreeMap::from([("0".to_owned(), SimulatedCounts::new(1, 2, 3, 4, 5))]),
             },
         ],
         max_clock_skew: None,

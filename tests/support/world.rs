@@ -10,10 +10,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use poolwatch::resource::{PoolCounts, PoolStatisticsWatch};
-use poolwatch::simulator::{
-    Api as SimulatorApi, PoolCounts as SimulatedCounts, RequestFilter, SimulatorHandle,
-};
+use poolwatch::api::{PoolCounts, PoolStatisticsWatch};
+use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts, SimulatorHandle};
 use serde_json::{Value, json};
 
 use super::control_plane::{ControlPlane, TestNamespace};

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::failure::Retry;
+
 /// Fraction of the interval by which each poll is moved at random, so that watches created
 /// together, or all watches after an operator restart, do not poll in lockstep.
 pub const JITTER_FRACTION: f64 = 0.1;
@@ -32,6 +34,7 @@ impl Jitter {
     }
 
     /// A fixed draw, clamped to `[-1.0, 1.0]`; `Jitter::fixed(0.0)` means no jitter.
+    #[cfg(test)]
     pub fn fixed(value: f64) -> Self {
         Self(value.clamp(-1.0, 1.0))
     }
@@ -75,6 +78,19 @@ pub enum Decision {
     PollNow(PollReason),
     /// Nothing to do before this instant.
     WaitUntil(Instant),
+}
+
+/// A finished poll, as the schedule records it.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// What the poll was for.
+    pub request: &'a Request<'a>,
+    /// The watch's interval.
+    pub interval: Duration,
+    /// The random draw that moves the next poll.
+    pub jitter: Jitter,
+    /// When the poll finished.
+    pub now: Instant,
 }
 
 /// What the operator remembers of one watch between reconciles. Lost on restart, which then
@@ -124,35 +140,28 @@ impl Memory {
     }
 
     /// Records a successful poll: the next one is one jittered interval away.
-    pub fn record_success(
-        &mut self,
-        request: &Request<'_>,
-        interval: Duration,
-        jitter: Jitter,
-        now: Instant,
-    ) {
-        self.record_attempt(request);
+    pub fn record_success(&mut self, attempt: &Attempt<'_>) {
+        self.record_attempt(attempt.request);
         self.consecutive_failures = 0;
-        self.last_success = Some(now);
-        self.next_due = Some(now + jitter.apply(interval));
+        self.last_success = Some(attempt.now);
+        self.next_due = Some(attempt.now + attempt.jitter.apply(attempt.interval));
     }
 
     /// Records a failed poll and schedules the retry: exponential from [`FIRST_RETRY_DELAY`]
     /// and capped at the interval for transient failures, [`PERMANENT_RETRY_DELAY`] (or the
     /// interval, if longer) for permanent ones, and never sooner than the server's `Retry-After`.
-    pub fn record_failure(
-        &mut self,
-        request: &Request<'_>,
-        failure: FailureKind,
-        interval: Duration,
-        jitter: Jitter,
-        now: Instant,
-    ) -> Duration {
+    pub fn record_failure(&mut self, attempt: &Attempt<'_>, retry: Retry) -> Duration {
+        let Attempt {
+            request,
+            interval,
+            jitter,
+            now,
+        } = *attempt;
         self.record_attempt(request);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        let delay = match failure {
-            FailureKind::Permanent => jitter.apply(PERMANENT_RETRY_DELAY.max(interval)),
-            FailureKind::Transient { retry_after } => {
+        let delay = match retry {
+            Retry::Permanent => jitter.apply(PERMANENT_RETRY_DELAY.max(interval)),
+            Retry::Transient { after: retry_after } => {
                 let exponent = self.consecutive_failures.saturating_sub(1).min(16);
                 let backoff = FIRST_RETRY_DELAY
                     .saturating_mul(1 << exponent)
@@ -172,23 +181,20 @@ impl Memory {
     }
 }
 
-/// How a failed poll should be retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Retrying cannot help without a change to the spec or the Secret.
-    Permanent,
-    /// Retrying may help; the server may have said when.
-    Transient {
-        /// The server's `Retry-After`, if it sent one.
-        retry_after: Option<Duration>,
-    },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const INTERVAL: Duration = Duration::from_secs(300);
+
+    fn attempt<'a>(request: &'a Request<'a>, now: Instant) -> Attempt<'a> {
+        Attempt {
+            request,
+            interval: INTERVAL,
+            jitter: Jitter::fixed(0.0),
+            now,
+        }
+    }
 
     fn request(generation: i64) -> Request<'static> {
         Request {
@@ -200,7 +206,7 @@ mod tests {
 
     fn polled_at(now: Instant) -> Memory {
         let mut memory = Memory::default();
-        memory.record_success(&request(1), INTERVAL, Jitter::fixed(0.0), now);
+        memory.record_success(&attempt(&request(1), now));
         memory
     }
 
@@ -249,7 +255,7 @@ mod tests {
             memory.decide(&refresh, now),
             Decision::PollNow(PollReason::RefreshRequested)
         );
-        memory.record_success(&refresh, INTERVAL, Jitter::fixed(0.0), now);
+        memory.record_success(&attempt(&refresh, now));
         assert!(matches!(
             memory.decide(&refresh, now),
             Decision::WaitUntil(_)
@@ -286,11 +292,9 @@ mod tests {
     fn transient_failures_back_off_exponentially_capped_at_the_interval() {
         let now = Instant::now();
         let mut memory = Memory::default();
-        let transient = FailureKind::Transient { retry_after: None };
+        let transient = Retry::Transient { after: None };
         let delays: Vec<u64> = (0..8)
-            .map(|_| {
-                memory.record_failure(&request(1), transient, INTERVAL, Jitter::fixed(0.0), now)
-            })
+            .map(|_| memory.record_failure(&attempt(&request(1), now), transient))
             .map(|d| d.as_secs())
             .collect();
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
@@ -300,11 +304,10 @@ mod tests {
     fn retry_after_is_honoured_even_beyond_the_interval() {
         let now = Instant::now();
         let mut memory = Memory::default();
-        let throttled = FailureKind::Transient {
-            retry_after: Some(Duration::from_secs(600)),
+        let throttled = Retry::Transient {
+            after: Some(Duration::from_secs(600)),
         };
-        let delay =
-            memory.record_failure(&request(1), throttled, INTERVAL, Jitter::fixed(0.0), now);
+        let delay = memory.record_failure(&attempt(&request(1), now), throttled);
         assert_eq!(delay, Duration::from_secs(600));
     }
 
@@ -312,13 +315,7 @@ mod tests {
     fn permanent_failures_retry_slowly() {
         let now = Instant::now();
         let mut memory = Memory::default();
-        let delay = memory.record_failure(
-            &request(1),
-            FailureKind::Permanent,
-            INTERVAL,
-            Jitter::fixed(0.0),
-            now,
-        );
+        let delay = memory.record_failure(&attempt(&request(1), now), Retry::Permanent);
         assert_eq!(delay, PERMANENT_RETRY_DELAY);
         assert_eq!(
             memory.decide(&request(1), now + INTERVAL),
@@ -330,13 +327,12 @@ mod tests {
     fn a_success_resets_the_backoff() {
         let now = Instant::now();
         let mut memory = Memory::default();
-        let transient = FailureKind::Transient { retry_after: None };
+        let transient = Retry::Transient { after: None };
         for _ in 0..4 {
-            memory.record_failure(&request(1), transient, INTERVAL, Jitter::fixed(0.0), now);
+            memory.record_failure(&attempt(&request(1), now), transient);
         }
-        memory.record_success(&request(1), INTERVAL, Jitter::fixed(0.0), now);
-        let delay =
-            memory.record_failure(&request(1), transient, INTERVAL, Jitter::fixed(0.0), now);
+        memory.record_success(&attempt(&request(1), now));
+        let delay = memory.record_failure(&attempt(&request(1), now), transient);
         assert_eq!(delay, FIRST_RETRY_DELAY);
     }
 

@@ -11,9 +11,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use super::status::{POOLS_HEALTHY, READY, RECONCILING, STALLED};
+use crate::api::PoolCounts;
 use crate::modelarts::RequestRecord;
-use crate::resource::PoolCounts;
-use crate::status::{POOLS_HEALTHY, READY, RECONCILING, STALLED};
 
 /// The states of `poolwatch_pools`.
 const POOL_STATES: [&str; 5] = ["creating", "created", "failed", "pending", "deleting"];

@@ -4,7 +4,10 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::resource::{PoolCounts, PoolStatisticsWatchStatus};
+use crate::api::{PoolCounts, PoolStatisticsWatchStatus};
+
+use super::failure::Failure;
+use super::reasons;
 
 /// Condition type: the counts are fresh.
 pub const READY: &str = "Ready";
@@ -14,21 +17,6 @@ pub const STALLED: &str = "Stalled";
 pub const RECONCILING: &str = "Reconciling";
 /// Condition type: no pool failed to be created.
 pub const POOLS_HEALTHY: &str = "PoolsHealthy";
-
-/// Reason: the latest poll succeeded.
-pub const REASON_SYNCED: &str = "Synced";
-/// Reason: a new generation is being polled.
-pub const REASON_PROGRESSING: &str = "Progressing";
-/// Reason: `spec.suspend` is set.
-pub const REASON_SUSPENDED: &str = "Suspended";
-/// Reason: some pools failed to be created.
-pub const REASON_POOLS_FAILED: &str = "PoolsFailed";
-/// Reason: no pool failed to be created.
-pub const REASON_NO_FAILED_POOLS: &str = "NoFailedPools";
-/// Reason: the spec is valid for the schema but cannot be used.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-/// Reason: the credentials Secret or one of its keys is missing.
-pub const REASON_CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
 
 /// What one reconcile found out.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,22 +33,14 @@ pub enum Outcome {
         project_id: String,
     },
     /// The poll failed.
-    Failed(Failure),
+    Failed {
+        /// What went wrong.
+        failure: Failure,
+        /// The last good counts are still fresh enough to keep `Ready` true.
+        counts_fresh: bool,
+    },
     /// Polling is suspended.
     Suspended,
-}
-
-/// A failed poll as the status shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// Stable CamelCase reason, shared with metrics and events.
-    pub reason: &'static str,
-    /// Short, secret-free explanation that says what to fix.
-    pub message: String,
-    /// Retrying cannot help without a change.
-    pub permanent: bool,
-    /// The last good counts are still fresh enough to keep `Ready` true.
-    pub counts_fresh: bool,
 }
 
 /// The status after `outcome`, for `generation`, at `now`. A condition whose status does not
@@ -85,11 +65,11 @@ pub fn next_status(
                 "Polling ModelArts for generation {}",
                 generation.unwrap_or(0)
             );
-            conditions.set(RECONCILING, true, REASON_PROGRESSING, &polling);
+            conditions.set(RECONCILING, true, (reasons::PROGRESSING, &polling));
             if !conditions.has(READY) {
-                conditions.set_unknown(READY, REASON_PROGRESSING, &polling);
+                conditions.set_unknown(READY, (reasons::PROGRESSING, &polling));
             }
-            conditions.set(STALLED, false, REASON_PROGRESSING, &polling);
+            conditions.set(STALLED, false, (reasons::PROGRESSING, &polling));
         }
         Outcome::Polled {
             pools,
@@ -103,55 +83,61 @@ pub fn next_status(
             }
             next.pools = Some(*pools);
             next.project_id = Some(project_id.clone());
-            conditions.set(READY, true, REASON_SYNCED, "Pool counts are up to date");
-            conditions.set(STALLED, false, REASON_SYNCED, "The latest poll succeeded");
+            conditions.set(READY, true, (reasons::SYNCED, "Pool counts are up to date"));
+            conditions.set(
+                STALLED,
+                false,
+                (reasons::SYNCED, "The latest poll succeeded"),
+            );
             conditions.set(
                 RECONCILING,
                 false,
-                REASON_SYNCED,
-                "The latest poll succeeded",
+                (reasons::SYNCED, "The latest poll succeeded"),
             );
         }
-        Outcome::Failed(failure) => {
+        Outcome::Failed {
+            failure,
+            counts_fresh,
+        } => {
             let message = failure.message.as_str();
-            if failure.permanent || !failure.counts_fresh {
-                conditions.set(READY, false, failure.reason, message);
+            let permanent = failure.is_permanent();
+            if permanent || !counts_fresh {
+                conditions.set(READY, false, (failure.reason, message));
             } else {
                 let kept =
                     format!("Showing the last good counts; the latest poll failed: {message}");
-                conditions.set(READY, true, failure.reason, &kept);
+                conditions.set(READY, true, (failure.reason, &kept));
             }
-            if failure.permanent {
-                conditions.set(STALLED, true, failure.reason, message);
+            if permanent {
+                conditions.set(STALLED, true, (failure.reason, message));
             } else {
-                conditions.set(
-                    STALLED,
-                    false,
-                    failure.reason,
-                    "The failure may clear by itself; retrying",
-                );
+                let retrying = "The failure may clear by itself; retrying";
+                conditions.set(STALLED, false, (failure.reason, retrying));
             }
-            conditions.set(RECONCILING, false, failure.reason, message);
+            conditions.set(RECONCILING, false, (failure.reason, message));
         }
         Outcome::Suspended => {
             let message = "Polling is suspended; the counts are from the last poll";
-            conditions.set(READY, false, REASON_SUSPENDED, message);
-            conditions.set(STALLED, false, REASON_SUSPENDED, message);
-            conditions.set(RECONCILING, false, REASON_SUSPENDED, message);
+            conditions.set(READY, false, (reasons::SUSPENDED, message));
+            conditions.set(STALLED, false, (reasons::SUSPENDED, message));
+            conditions.set(RECONCILING, false, (reasons::SUSPENDED, message));
         }
     }
     if let Some(pools) = next.pools {
         let failed = pools.failed.unwrap_or(0);
         if failed > 0 {
             let message = format!("{failed} pool(s) failed to be created in the last three days");
-            conditions.set(POOLS_HEALTHY, false, REASON_POOLS_FAILED, &message);
+            conditions.set(POOLS_HEALTHY, false, (reasons::POOLS_FAILED, &message));
         } else {
             let message = "No pool failed to be created in the last three days";
-            conditions.set(POOLS_HEALTHY, true, REASON_NO_FAILED_POOLS, message);
+            conditions.set(POOLS_HEALTHY, true, (reasons::NO_FAILED_POOLS, message));
         }
     }
     next
 }
+
+/// Why a condition has its status: a reason word and a message for people.
+type Why<'a> = (&'a str, &'a str);
 
 /// The condition list of one status being rewritten.
 struct Conditions<'a> {
@@ -165,20 +151,15 @@ impl Conditions<'_> {
         self.list.iter().any(|c| c.type_ == type_)
     }
 
-    fn set(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
-        self.put(
-            type_,
-            if status { "True" } else { "False" },
-            reason,
-            message,
-        );
+    fn set(&mut self, type_: &str, status: bool, why: Why<'_>) {
+        self.put(type_, if status { "True" } else { "False" }, why);
     }
 
-    fn set_unknown(&mut self, type_: &str, reason: &str, message: &str) {
-        self.put(type_, "Unknown", reason, message);
+    fn set_unknown(&mut self, type_: &str, why: Why<'_>) {
+        self.put(type_, "Unknown", why);
     }
 
-    fn put(&mut self, type_: &str, status: &str, reason: &str, message: &str) {
+    fn put(&mut self, type_: &str, status: &str, (reason, message): Why<'_>) {
         let transition_time = match self.list.iter().find(|c| c.type_ == type_) {
             Some(existing) if existing.status == status => existing.last_transition_time.clone(),
             _ => Time(self.now),
@@ -236,12 +217,12 @@ pub fn transition_notices(
 ) -> Vec<Notice> {
     let mut notices = Vec::new();
     let synced =
-        condition(next, READY).is_some_and(|c| c.status == "True" && c.reason == REASON_SYNCED);
+        condition(next, READY).is_some_and(|c| c.status == "True" && c.reason == reasons::SYNCED);
     let (was_failing, failing) = (failing_reason(previous), failing_reason(next));
     if synced && previous.pools.is_none() {
         notices.push(Notice {
             severity: Severity::Normal,
-            reason: "FirstSync".to_owned(),
+            reason: reasons::FIRST_SYNC.to_owned(),
             note: format!(
                 "First pool counts: {}",
                 describe(next.pools.unwrap_or_default())
@@ -250,7 +231,7 @@ pub fn transition_notices(
     } else if synced && was_failing.is_some() {
         notices.push(Notice {
             severity: Severity::Normal,
-            reason: "Recovered".to_owned(),
+            reason: reasons::RECOVERED.to_owned(),
             note: "Polling succeeds again".to_owned(),
         });
     }
@@ -270,7 +251,7 @@ pub fn transition_notices(
     if previous.pools.is_some() && failed(next) > failed(previous) {
         notices.push(Notice {
             severity: Severity::Warning,
-            reason: REASON_POOLS_FAILED.to_owned(),
+            reason: reasons::POOLS_FAILED.to_owned(),
             note: format!(
                 "Failed pools rose from {} to {}",
                 failed(previous),
@@ -285,7 +266,9 @@ pub fn transition_notices(
 fn failing_reason(status: &PoolStatisticsWatchStatus) -> Option<&str> {
     condition(status, READY)
         .map(|c| c.reason.as_str())
-        .filter(|reason| ![REASON_SYNCED, REASON_PROGRESSING, REASON_SUSPENDED].contains(reason))
+        .filter(|reason| {
+            ![reasons::SYNCED, reasons::PROGRESSING, reasons::SUSPENDED].contains(reason)
+        })
 }
 
 fn describe(pools: PoolCounts) -> String {
@@ -303,6 +286,7 @@ fn describe(pools: PoolCounts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::failure::Retry;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + seconds).unwrap()
@@ -327,12 +311,19 @@ mod tests {
     }
 
     fn failure(reason: &'static str, permanent: bool, counts_fresh: bool) -> Outcome {
-        Outcome::Failed(Failure {
-            reason,
-            message: format!("{reason} happened"),
-            permanent,
+        Outcome::Failed {
+            failure: Failure {
+                reason,
+                message: format!("{reason} happened"),
+                retry: if permanent {
+                    Retry::Permanent
+                } else {
+                    Retry::Transient { after: None }
+                },
+                credentials: None,
+            },
             counts_fresh,
-        })
+        }
     }
 
     fn status_of<'a>(status: &'a PoolStatisticsWatchStatus, type_: &str) -> (&'a str, &'a str) {
@@ -346,9 +337,9 @@ mod tests {
         assert_eq!(status.observed_generation, Some(1));
         assert_eq!(
             status_of(&status, RECONCILING),
-            ("True", REASON_PROGRESSING)
+            ("True", reasons::PROGRESSING)
         );
-        assert_eq!(status_of(&status, READY), ("Unknown", REASON_PROGRESSING));
+        assert_eq!(status_of(&status, READY), ("Unknown", reasons::PROGRESSING));
         assert!(
             condition(&status, POOLS_HEALTHY).is_none(),
             "absent before data"
@@ -361,12 +352,12 @@ mod tests {
         let status = next_status(&progressing, Some(1), &polled(9, 0), at(1));
         assert_eq!(status.pools, Some(pools(9, 0)));
         assert_eq!(status.project_id.as_deref(), Some("p1"));
-        assert_eq!(status_of(&status, READY), ("True", REASON_SYNCED));
-        assert_eq!(status_of(&status, STALLED), ("False", REASON_SYNCED));
-        assert_eq!(status_of(&status, RECONCILING), ("False", REASON_SYNCED));
+        assert_eq!(status_of(&status, READY), ("True", reasons::SYNCED));
+        assert_eq!(status_of(&status, STALLED), ("False", reasons::SYNCED));
+        assert_eq!(status_of(&status, RECONCILING), ("False", reasons::SYNCED));
         assert_eq!(
             status_of(&status, POOLS_HEALTHY),
-            ("True", REASON_NO_FAILED_POOLS)
+            ("True", reasons::NO_FAILED_POOLS)
         );
         assert!(
             status
@@ -454,7 +445,7 @@ mod tests {
         let ready = next_status(&Default::default(), Some(1), &polled(9, 0), at(0));
         let status = next_status(&ready, Some(2), &Outcome::Suspended, at(10));
         assert_eq!(status.pools, Some(pools(9, 0)));
-        assert_eq!(status_of(&status, READY), ("False", REASON_SUSPENDED));
+        assert_eq!(status_of(&status, READY), ("False", reasons::SUSPENDED));
         assert_eq!(status.observed_generation, Some(2));
     }
 
@@ -463,7 +454,7 @@ mod tests {
         let status = next_status(&Default::default(), Some(1), &polled(9, 2), at(0));
         assert_eq!(
             status_of(&status, POOLS_HEALTHY),
-            ("False", REASON_POOLS_FAILED)
+            ("False", reasons::POOLS_FAILED)
         );
     }
 
@@ -498,6 +489,6 @@ mod tests {
         assert_eq!(reasons(&still, &recovered), ["Recovered"]);
 
         let worse = next_status(&recovered, Some(1), &polled(9, 3), at(5));
-        assert_eq!(reasons(&recovered, &worse), [REASON_POOLS_FAILED]);
+        assert_eq!(reasons(&recovered, &worse), [reasons::POOLS_FAILED]);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -18,13 +18,14 @@ use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use tracing::{error, info, warn};
 
-use crate::controller::{Context, Settings, error_policy, reconcile};
-use crate::metrics::Metrics;
+use super::context::{Context, Settings};
+use super::endpoints::{self, BindError, Readiness};
+use super::metrics::Metrics;
+use super::reconciler::{error_policy, reconcile};
+use super::telemetry::{self, LogFormat, LoggingError};
+use super::upstream::Limits;
+use crate::api::PoolStatisticsWatch;
 use crate::modelarts::{ClientConfig, ModelArtsClient, RequestObserver};
-use crate::resource::PoolStatisticsWatch;
-use crate::server::{self, Readiness};
-use crate::telemetry::{self, LogFormat};
-use crate::upstream::{Budget, Limits};
 
 /// How often deleted watches are looked for.
 const DELETION_SWEEP: Duration = Duration::from_secs(2);
@@ -132,134 +133,211 @@ pub struct RunArgs {
     pub log_level: String,
 }
 
-/// Runs the operator until SIGTERM or SIGINT. Returns a message for the user on failure.
-pub async fn run(args: RunArgs) -> Result<(), String> {
+/// Why the operator could not start, or stopped with an error. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    /// An endpoint's address could not be bound.
+    #[error(transparent)]
+    Listen(#[from] BindError),
+    /// Neither an in-cluster configuration nor `KUBECONFIG` gave a client.
+    #[error("cannot configure the Kubernetes client ({0}): run in a cluster or set KUBECONFIG")]
+    KubernetesConfig(#[source] kube::Error),
+    /// The API server did not answer.
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    KubernetesUnreachable(#[source] kube::Error),
+    /// `--ca-bundle` could not be read.
+    #[error("cannot read --ca-bundle {path}: {source}")]
+    CaBundle {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The ModelArts client could not be built (an unusable CA bundle).
+    #[error("cannot set up the ModelArts client: {0}")]
+    ModelArtsClient(#[source] crate::modelarts::ModelArtsError),
+    /// The leader-election Lease could not be set up (RBAC, a missing namespace).
+    #[error("cannot set up leader election in namespace {namespace}: {source}")]
+    LeaderElection {
+        /// Where the Lease lives.
+        namespace: String,
+        /// What went wrong.
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    /// Leader election ended before this replica led.
+    #[error("leader election stopped")]
+    LeaderElectionStopped,
+    /// Another replica took the Lease over.
+    #[error("lost the leader Lease; exiting so that a restart rejoins as a standby")]
+    LostLease,
+}
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     telemetry::init(args.log_format, &args.log_level)?;
     let shutdown = shutdown_signal();
+    let (metrics, readiness) = serve_endpoints(&args).await?;
+    let client = kubernetes_client()
+        .await
+        .map_err(StartupError::KubernetesConfig)?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(StartupError::KubernetesUnreachable)?;
+    readiness.set(true);
+    let context = Arc::new(build_context(&args, client.clone(), Arc::clone(&metrics)).await?);
+    if !args.leader_elect {
+        metrics.set_leader(true);
+        run_controllers(&args, client, context, shutdown).await;
+        return Ok(());
+    }
+    let leader = Leader {
+        args: &args,
+        client,
+        metrics,
+        shutdown,
+    };
+    leader.lead_then_run(context).await
+}
 
-    let registry_metrics = Arc::new(Metrics::default());
+/// Starts `/metrics` and the probes; returns the metrics and the readiness they report.
+async fn serve_endpoints(args: &RunArgs) -> Result<(Arc<Metrics>, Readiness), StartupError> {
+    let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
-    registry_metrics.register(&mut registry);
+    metrics.register(&mut registry);
     let readiness = Readiness::default();
     let metrics_listener =
-        server::bind(args.metrics_bind_address, "--metrics-bind-address").await?;
-    let probe_listener = server::bind(
+        endpoints::bind(args.metrics_bind_address, "--metrics-bind-address").await?;
+    let probe_listener = endpoints::bind(
         args.health_probe_bind_address,
         "--health-probe-bind-address",
     )
     .await?;
     tokio::spawn(log_server_end(
         "metrics",
-        server::serve_metrics(metrics_listener, Arc::new(registry)),
+        endpoints::serve_metrics(metrics_listener, Arc::new(registry)),
     ));
     tokio::spawn(log_server_end(
         "probes",
-        server::serve_probes(probe_listener, readiness.clone()),
+        endpoints::serve_probes(probe_listener, readiness.clone()),
     ));
+    Ok((metrics, readiness))
+}
 
-    let client = kubernetes_client().await.map_err(|e| {
-        format!("cannot configure the Kubernetes client ({e}): run in a cluster or set KUBECONFIG")
-    })?;
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
-    readiness.set(true);
+/// A replica that runs the controllers only while it holds the leader Lease.
+struct Leader<'a> {
+    args: &'a RunArgs,
+    client: Client,
+    metrics: Arc<Metrics>,
+    shutdown: Shared<BoxFuture<'static, ()>>,
+}
 
-    let context =
-        Arc::new(build_context(&args, client.clone(), Arc::clone(&registry_metrics)).await?);
-
-    if !args.leader_elect {
-        registry_metrics.set_leader(true);
-        run_controllers(&args, client, context, shutdown).await;
-        return Ok(());
+impl Leader<'_> {
+    /// Waits for the Lease, runs the controllers while it is held, then releases it. Losing it
+    /// to another replica is an error, so that the restarted process rejoins as a standby.
+    async fn lead_then_run(self, context: Arc<Context>) -> Result<(), StartupError> {
+        let namespace = match &self.args.leader_election_namespace {
+            Some(namespace) => namespace.clone(),
+            None => own_namespace(),
+        };
+        let identity = replica_identity();
+        let manager = LeaseManagerBuilder::new(self.client.clone(), &self.args.leader_election_id)
+            .with_namespace(&namespace)
+            .with_identity(&identity)
+            .with_duration(self.args.leader_election_lease_duration.as_secs().max(2))
+            .with_grace((self.args.leader_election_lease_duration.as_secs() / 3).max(1))
+            .with_field_manager(format!("poolwatch-{identity}"))
+            .build()
+            .await
+            .map_err(|source| StartupError::LeaderElection {
+                namespace: namespace.clone(),
+                source,
+            })?;
+        let (mut leading, lease_task) = manager.watch().await;
+        info!(lease = %self.args.leader_election_id, %namespace, %identity, "waiting to lead");
+        let became_leader = async {
+            while !*leading.borrow_and_update() {
+                if leading.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::select! {
+            leader = became_leader => if !leader { return Err(StartupError::LeaderElectionStopped) },
+            () = self.shutdown.clone() => {
+                info!("stopping before leading");
+                drop(leading);
+                let _ = tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await;
+                return Ok(());
+            }
+        };
+        info!(%identity, "leading: starting the controllers");
+        self.metrics.set_leader(true);
+        let lost = self.run_while_leading(context, leading).await;
+        self.metrics.set_leader(false);
+        match tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await {
+            Ok(Ok(Ok(_))) => info!("released the leader Lease"),
+            Ok(Ok(Err(e))) => warn!(error = %e, "could not release the leader Lease"),
+            Ok(Err(e)) => warn!(error = %e, "leader-election task failed"),
+            Err(_) => warn!("releasing the leader Lease timed out"),
+        }
+        if lost {
+            return Err(StartupError::LostLease);
+        }
+        Ok(())
     }
 
-    let namespace = match &args.leader_election_namespace {
-        Some(namespace) => namespace.clone(),
-        None => own_namespace(),
-    };
-    let identity = replica_identity();
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(args.leader_election_lease_duration.as_secs().max(2))
-        .with_grace((args.leader_election_lease_duration.as_secs() / 3).max(1))
-        .with_field_manager(format!("poolwatch-{identity}"))
-        .build()
-        .await
-        .map_err(|e| format!("cannot set up leader election in namespace {namespace}: {e}"))?;
-    let (mut leading, lease_task) = manager.watch().await;
-    info!(lease = %args.leader_election_id, %namespace, %identity, "waiting to lead");
-
-    let became_leader = async {
-        while !*leading.borrow_and_update() {
-            if leading.changed().await.is_err() {
-                return false;
+    /// Runs the controllers until shutdown or until the Lease is lost; returns whether it was
+    /// lost. Drops every receiver of the leadership channel, which lets the Lease be released.
+    async fn run_while_leading(
+        &self,
+        context: Arc<Context>,
+        leading: tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        let mut changes = leading.clone();
+        let lost_leadership = async move {
+            loop {
+                if changes.changed().await.is_err() || !*changes.borrow_and_update() {
+                    return;
+                }
             }
         }
-        true
-    };
-    let outcome = tokio::select! {
-        leader = became_leader => if leader { Ok(()) } else { Err("leader election stopped".to_owned()) },
-        () = shutdown.clone() => {
-            info!("stopping before leading");
-            drop(leading);
-            let _ = tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await;
-            return Ok(());
-        }
-    };
-    outcome?;
-    info!(%identity, "leading: starting the controllers");
-    registry_metrics.set_leader(true);
-
-    let mut lost = leading.clone();
-    let lost_leadership = async move {
-        loop {
-            if lost.changed().await.is_err() || !*lost.borrow_and_update() {
-                return;
-            }
-        }
-    }
-    .boxed()
-    .shared();
-    let stop = futures::future::select(shutdown.clone(), lost_leadership.clone())
-        .map(|_| ())
         .boxed()
         .shared();
-    run_controllers(&args, client, context, stop).await;
-    registry_metrics.set_leader(false);
-
-    let lost = lost_leadership.peek().is_some() && shutdown.peek().is_none();
-    // The Lease is released only once every receiver of the leadership channel is gone; the
-    // pending `lost_leadership` future holds one.
-    drop(lost_leadership);
-    drop(leading);
-    match tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await {
-        Ok(Ok(Ok(_))) => info!("released the leader Lease"),
-        Ok(Ok(Err(e))) => warn!(error = %e, "could not release the leader Lease"),
-        Ok(Err(e)) => warn!(error = %e, "leader-election task failed"),
-        Err(_) => warn!("releasing the leader Lease timed out"),
+        let stop = futures::future::select(self.shutdown.clone(), lost_leadership.clone())
+            .map(|_| ())
+            .boxed()
+            .shared();
+        run_controllers(self.args, self.client.clone(), context, stop).await;
+        let lost = lost_leadership.peek().is_some() && self.shutdown.peek().is_none();
+        // The Lease is released only once every receiver of the leadership channel is gone; the
+        // pending `lost_leadership` future holds one.
+        drop(lost_leadership);
+        drop(leading);
+        lost
     }
-    if lost {
-        return Err(
-            "lost the leader Lease; exiting so that a restart rejoins as a standby".to_owned(),
-        );
-    }
-    Ok(())
 }
 
 async fn build_context(
     args: &RunArgs,
     client: Client,
     metrics: Arc<Metrics>,
-) -> Result<Context, String> {
+) -> Result<Context, StartupError> {
     let extra_root_certificates = match &args.ca_bundle {
-        Some(path) => Some(
-            tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("cannot read --ca-bundle {}: {e}", path.display()))?,
-        ),
+        Some(path) => {
+            Some(
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|source| StartupError::CaBundle {
+                        path: path.clone(),
+                        source,
+                    })?,
+            )
+        }
         None => None,
     };
     let observer_metrics = Arc::clone(&metrics);
@@ -272,25 +350,20 @@ async fn build_context(
         observer: Some(observer),
         ..ClientConfig::default()
     })
-    .map_err(|e| format!("cannot set up the ModelArts client: {e}"))?;
-    let budget = Budget::new(Limits {
-        concurrency: args.upstream_concurrency,
-        rate_per_second: args.upstream_rate,
-        burst: args.upstream_burst,
-    });
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
+    .map_err(StartupError::ModelArtsClient)?;
+    let settings = Settings {
+        allow_http_endpoints: args.allow_http_endpoints,
+        limits: Limits {
+            concurrency: args.upstream_concurrency,
+            rate_per_second: args.upstream_rate,
+            burst: args.upstream_burst,
+        },
+        reporter: Reporter {
             controller: "poolwatch".to_owned(),
             instance: Some(replica_identity()),
         },
-    );
-    let settings = Settings {
-        allow_http_endpoints: args.allow_http_endpoints,
     };
-    Ok(Context::new(
-        client, modelarts, budget, recorder, metrics, settings,
-    ))
+    Ok(Context::new(client, modelarts, metrics, settings))
 }
 
 /// Runs one controller per watched namespace (or one for all) until `stop` resolves.
@@ -441,4 +514,53 @@ fn replica_identity() -> String {
         })
         .unwrap_or_else(|| "poolwatch".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn refused(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            Status::failure("refused", "Forbidden").with_code(code),
+        ))
+    }
+
+    #[test]
+    fn only_a_403_on_listing_or_watching_is_a_missing_grant() {
+        assert!(is_forbidden(&watcher::Error::InitialListFailed(refused(
+            403
+        ))));
+        assert!(is_forbidden(&watcher::Error::WatchStartFailed(refused(
+            403
+        ))));
+        assert!(is_forbidden(&watcher::Error::WatchFailed(refused(403))));
+        assert!(!is_forbidden(&watcher::Error::InitialListFailed(refused(
+            500
+        ))));
+        assert!(!is_forbidden(&watcher::Error::NoResourceVersion));
+    }
+
+    #[test]
+    fn startup_errors_say_what_to_fix() {
+        let error = StartupError::KubernetesConfig(refused(401));
+        assert!(
+            error
+                .to_string()
+                .contains("run in a cluster or set KUBECONFIG"),
+            "{error}"
+        );
+        let error = StartupError::CaBundle {
+            path: "/etc/ca.pem".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read --ca-bundle /etc/ca.pem"),
+            "{error}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::metrics::render;
+use super::metrics::render;
 
 /// Whether the operator is ready to serve: set once it has reached the Kubernetes API.
 #[derive(Clone, Debug, Default)]
@@ -31,11 +31,27 @@ impl Readiness {
     }
 }
 
-/// Binds `address`, failing with a message that names the flag.
-pub async fn bind(address: SocketAddr, flag: &str) -> Result<TcpListener, String> {
+/// An address the operator could not listen on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} ({flag}): {source}")]
+pub struct BindError {
+    /// The flag that gave the address.
+    pub flag: &'static str,
+    /// The address.
+    pub address: SocketAddr,
+    /// What the system said.
+    pub source: std::io::Error,
+}
+
+/// Binds `address`, failing with an error that names the flag.
+pub async fn bind(address: SocketAddr, flag: &'static str) -> Result<TcpListener, BindError> {
     TcpListener::bind(address)
         .await
-        .map_err(|e| format!("cannot listen on {address} ({flag}): {e}"))
+        .map_err(|source| BindError {
+            flag,
+            address,
+            source,
+        })
 }
 
 /// Serves `/metrics` from `registry` until the process ends.

@@ -2,7 +2,7 @@
 
 use kube::CustomResourceExt;
 
-use crate::resource::PoolStatisticsWatch;
+use crate::api::PoolStatisticsWatch;
 
 /// Where the generated CRD is committed, relative to the repository root.
 pub const CRD_PATH: &str = "crds/poolstatisticswatches.poolwatch.io.yaml";

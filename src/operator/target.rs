@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::api::{DEFAULT_INTERVAL_DURATION, MINIMUM_INTERVAL, PoolStatisticsWatchSpec};
 use crate::modelarts::Endpoint;
-use crate::resource::{MINIMUM_INTERVAL, PoolStatisticsWatchSpec};
 
 /// A spec that passed the schema but cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +105,13 @@ impl WatchTarget {
     }
 }
 
+/// The interval a watch is scheduled by: its spec's, or the default when the spec's cannot be
+/// used. Such a spec never hides: its poll fails with the `InvalidSpec` that [`parse_interval`]
+/// explains, and the default only paces the retries.
+pub fn schedule_interval(spec: &PoolStatisticsWatchSpec) -> Duration {
+    parse_interval(&spec.interval).unwrap_or(DEFAULT_INTERVAL_DURATION)
+}
+
 /// Parses a Go duration (`5m`, `1h30m`) as the schema does, and enforces the 30 s minimum for
 /// objects stored before the schema said so.
 pub fn parse_interval(text: &str) -> Result<Duration, SpecError> {
@@ -123,8 +130,16 @@ pub fn parse_interval(text: &str) -> Result<Duration, SpecError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_default_interval_text_and_duration_agree() {
+        assert_eq!(
+            super::parse_interval(crate::api::DEFAULT_INTERVAL),
+            Ok(super::DEFAULT_INTERVAL_DURATION)
+        );
+    }
+
     use super::*;
-    use crate::resource::LocalSecretReference;
+    use crate::api::LocalSecretReference;
 
     fn spec() -> PoolStatisticsWatchSpec {
         PoolStatisticsWatchSpec {

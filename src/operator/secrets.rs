@@ -10,7 +10,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use tokio::time::Instant;
 
+use crate::lock::lock;
 use crate::modelarts::Credentials;
+
+use super::reasons;
 
 /// Key of the access key id in the Secret.
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
@@ -98,10 +101,10 @@ impl CredentialsError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::SecretNotFound { .. } | Self::KeyMissing { .. } | Self::NotText { .. } => {
-                "CredentialsNotFound"
+                reasons::CREDENTIALS_NOT_FOUND
             }
-            Self::Forbidden { .. } => "CredentialsForbidden",
-            Self::Unavailable { .. } => "KubernetesUnavailable",
+            Self::Forbidden { .. } => reasons::CREDENTIALS_FORBIDDEN,
+            Self::Unavailable { .. } => reasons::KUBERNETES_UNAVAILABLE,
         }
     }
 }
@@ -173,11 +176,7 @@ impl SecretReader {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, SecretRead>> {
-        // A poisoned lock only means another reconcile panicked mid-insert; the map is still
-        // a valid cache.
-        self.recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.recent)
     }
 }
 

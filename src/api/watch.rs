@@ -28,8 +28,10 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$
 
 /// Default workspace, as ModelArts itself assumes when none is given.
 pub const DEFAULT_WORKSPACE_ID: &str = "0";
-/// Default polling interval.
+/// Default polling interval, as the schema writes it.
 pub const DEFAULT_INTERVAL: &str = "5m";
+/// [`DEFAULT_INTERVAL`] as a duration (a test checks that they agree).
+pub const DEFAULT_INTERVAL_DURATION: std::time::Duration = std::time::Duration::from_secs(300);
 /// The shortest interval the schema accepts: ModelArts' counts change on the scale of minutes,
 /// and a faster poll only spends the user's API quota.
 pub const MINIMUM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);

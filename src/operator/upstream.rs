@@ -8,13 +8,15 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use crate::lock::lock;
 
 /// How long to come back after finding every concurrent slot of a budget taken.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -151,6 +153,18 @@ impl<K, T: Clone> Default for SharedCalls<K, T> {
     }
 }
 
+/// What a caller wants of [`SharedCalls::get`]: the answer for `key`, no older than
+/// `fresh_within` (a failure, as `is_failure` tells, no older than [`FAILURE_SHARE`]).
+#[derive(Clone, Debug)]
+pub struct Wanted<K, T> {
+    /// What is asked.
+    pub key: K,
+    /// How old a reused answer may be.
+    pub fresh_within: Duration,
+    /// Which answers are failures.
+    pub is_failure: fn(&T) -> bool,
+}
+
 /// How a shared call went.
 #[derive(Debug)]
 pub enum SharedOutcome<T> {
@@ -172,14 +186,11 @@ where
     K: Clone + Eq + Hash + Send + 'static,
     T: Clone + Send + Sync + 'static,
 {
-    /// The answer for `key`: reused if one is younger than `fresh_within` (failures, as judged
-    /// by `is_failure`, at most [`FAILURE_SHARE`]), joined if a call is in flight, or else made
+    /// The answer `wanted`: reused if fresh enough, joined if a call is in flight, or else made
     /// by `call` once `admit` grants a permit.
     pub async fn get<P, F>(
         &self,
-        key: K,
-        fresh_within: Duration,
-        is_failure: impl Fn(&T) -> bool,
+        wanted: Wanted<K, T>,
         admit: impl FnOnce() -> Result<P, Duration>,
         call: F,
     ) -> SharedOutcome<T>
@@ -187,6 +198,11 @@ where
         P: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
+        let Wanted {
+            key,
+            fresh_within,
+            is_failure,
+        } = wanted;
         let fresh_within = fresh_within.min(MAX_SHARE_AGE);
         let in_flight = {
             let mut slots = lock(&self.slots);
@@ -255,12 +271,6 @@ where
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Poisoning means another task panicked while holding the lock; the maps stay consistent
-    // because every update is a single insert or remove.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -368,9 +378,11 @@ mod tests {
         let ask = |shared: Arc<SharedCalls<&'static str, u32>>, calls: Arc<AtomicU32>| async move {
             shared
                 .get(
-                    "target",
-                    Duration::from_secs(60),
-                    |_| false,
+                    Wanted {
+                        key: "target",
+                        fresh_within: Duration::from_secs(60),
+                        is_failure: |_| false,
+                    },
                     || Ok::<_, Duration>(()),
                     async move {
                         calls.fetch_add(1, Ordering::SeqCst);
@@ -404,9 +416,11 @@ mod tests {
         let shared: SharedCalls<&str, Result<u32, ()>> = SharedCalls::default();
         let get = |value: Result<u32, ()>, fresh: Duration| {
             shared.get(
-                "t",
-                fresh,
-                |v| v.is_err(),
+                Wanted {
+                    key: "t",
+                    fresh_within: fresh,
+                    is_failure: Result::is_err,
+                },
                 || Ok::<_, Duration>(()),
                 async move { value },
             )
@@ -441,9 +455,11 @@ mod tests {
         let shared: SharedCalls<&str, u32> = SharedCalls::default();
         let outcome = shared
             .get(
-                "t",
-                Duration::ZERO,
-                |_| false,
+                Wanted {
+                    key: "t",
+                    fresh_within: Duration::ZERO,
+                    is_failure: |_| false,
+                },
                 || Err::<(), _>(Duration::from_secs(2)),
                 async { 1 },
             )

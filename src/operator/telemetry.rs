@@ -14,11 +14,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// `--log-level` is not a filter.
+    #[error("--log-level {filter:?} is not a valid filter ({reason}): try info or poolwatch=debug")]
+    InvalidFilter {
+        /// What was given.
+        filter: String,
+        /// Why it is not a filter.
+        reason: String,
+    },
+    /// A logger was installed already.
+    #[error("could not install the logger: {0}")]
+    Install(String),
+}
+
 /// Installs the global subscriber. `filter` uses the `RUST_LOG` syntax (`info`,
 /// `poolwatch=debug,kube=warn`, …).
-pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| {
-        format!("--log-level {filter:?} is not a valid filter ({e}): try info or poolwatch=debug")
+pub fn init(format: LogFormat, filter: &str) -> Result<(), LoggingError> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| LoggingError::InvalidFilter {
+        filter: filter.to_owned(),
+        reason: e.to_string(),
     })?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
@@ -35,5 +52,5 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
             )
             .try_init(),
     };
-    result.map_err(|e| format!("could not install the logger: {e}"))
+    result.map_err(|e| LoggingError::Install(e.to_string()))
 }

@@ -1,0 +1,7 @@
+//! The `poolwatch.io` API: the `PoolStatisticsWatch` custom resource and its CRD. Knows nothing of
+//! how the operator or ModelArts work.
+
+pub mod crd;
+mod watch;
+
+pub use watch::*;

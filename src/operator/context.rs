@@ -1,0 +1,86 @@
+//! What every reconcile shares: the clients, the credential reader, the upstream budget, the
+//! shared calls, the watches' memories, the event recorder and the metrics.
+
+use std::sync::Arc;
+
+use kube::runtime::events::{Recorder, Reporter};
+use tracing::debug;
+
+use crate::modelarts::ModelArtsClient;
+
+use super::memory::{Memories, WatchKey};
+use super::metrics::{Metrics, WatchLabels};
+use super::poll::{ProjectCalls, StatisticsCalls};
+use super::secrets::SecretReader;
+use super::upstream::{Budget, Limits};
+
+/// Operator settings that reconciles read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Let `http://` reach hosts that are not loopback.
+    pub allow_http_endpoints: bool,
+    /// The upstream budget per endpoint and access key.
+    pub limits: Limits,
+    /// Who publishes the events (this replica).
+    pub reporter: Reporter,
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub(crate) client: kube::Client,
+    pub(crate) modelarts: ModelArtsClient,
+    pub(crate) secrets: SecretReader,
+    pub(crate) budget: Budget,
+    pub(crate) statistics: StatisticsCalls,
+    /// The one project-id cache: answers reused for an hour per IAM endpoint, region and key.
+    pub(crate) projects: ProjectCalls,
+    pub(crate) memories: Memories,
+    pub(crate) recorder: Recorder,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) settings: Settings,
+}
+
+impl Context {
+    /// A context for reconciles.
+    pub fn new(
+        client: kube::Client,
+        modelarts: ModelArtsClient,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            secrets: SecretReader::new(client.clone()),
+            recorder: Recorder::new(client.clone(), settings.reporter.clone()),
+            budget: Budget::new(settings.limits),
+            client,
+            modelarts,
+            statistics: StatisticsCalls::default(),
+            projects: ProjectCalls::default(),
+            memories: Memories::default(),
+            metrics,
+            settings,
+        }
+    }
+
+    /// Forgets a deleted watch: its memory and its metric series. The one way a watch is
+    /// forgotten, whether its deletion was seen by a reconcile or by the periodic sweep.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key: WatchKey = (namespace.to_owned(), name.to_owned());
+        debug!(%namespace, %name, "watch deleted: forgetting it");
+        self.memories.remove(&key);
+        self.metrics.forget_watch(&WatchLabels {
+            namespace: key.0,
+            name: key.1,
+        });
+    }
+
+    /// Forgets every remembered watch for which `exists(namespace, name)` is false: watches
+    /// deleted since (a deletion triggers no reconcile).
+    pub fn forget_deleted(&self, exists: impl Fn(&str, &str) -> bool) {
+        for (namespace, name) in self.memories.keys() {
+            if !exists(&namespace, &name) {
+                self.forget(&namespace, &name);
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! One poll of one watch: resolve its spec, read its keys, find its project id, fetch its
+//! statistics. Calls go through the upstream budget and are shared between watches of the same
+//! target; the ModelArts client builds and signs the requests.
+
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::api::PoolStatisticsWatch;
+use crate::modelarts::{ErrorClass, ModelArtsError, PoolStatistics};
+
+use super::context::Context;
+use super::failure::Failure;
+use super::secrets::LoadedCredentials;
+use super::target::{ProjectSource, SpecError, WatchTarget};
+use super::upstream::{BudgetKey, Reservation, SharedCalls, SharedOutcome, Wanted};
+
+/// How long a resolved project id is reused.
+pub const PROJECT_ID_REUSE: Duration = Duration::from_secs(3600);
+
+/// Same project, workspace, endpoint and key: one upstream call serves them all. The key is
+/// the whole key's fingerprint, not only its id: a watch whose Secret has the right id but a
+/// wrong secret must not be served an answer that another watch's valid key obtained.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CallKey {
+    endpoint: String,
+    project_id: String,
+    workspace_id: String,
+    credentials: String,
+}
+
+/// One project-id lookup: IAM endpoint, region and key (fingerprint, as in [`CallKey`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProjectKey {
+    iam_endpoint: String,
+    region: String,
+    credentials: String,
+}
+
+/// Statistics calls, shared between watches of one target.
+pub type StatisticsCalls = SharedCalls<CallKey, Result<PoolStatistics, ModelArtsError>>;
+/// Project-id lookups, shared and reused for [`PROJECT_ID_REUSE`].
+pub type ProjectCalls = SharedCalls<ProjectKey, Result<String, ModelArtsError>>;
+
+/// What one poll asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PollRequest<'a> {
+    /// The watch.
+    pub watch: &'a PoolStatisticsWatch,
+    /// What its spec names, or why it cannot be used.
+    pub target: &'a Result<WatchTarget, SpecError>,
+    /// Its namespace, where its Secret is.
+    pub namespace: &'a str,
+    /// Its interval: a scheduled poll may take an answer up to half an interval old.
+    pub interval: Duration,
+    /// A new spec, a refresh request or new keys: wants a new answer and a fresh Secret read.
+    pub forced: bool,
+}
+
+/// One statistics call: the resolved target, the keys and the project id.
+struct StatisticsCall<'a> {
+    target: &'a WatchTarget,
+    loaded: &'a LoadedCredentials,
+    project_id: String,
+}
+
+/// The outcome of one attempt to poll.
+#[derive(Debug)]
+pub enum Poll {
+    /// ModelArts answered.
+    Polled {
+        /// The counts.
+        statistics: PoolStatistics,
+        /// The project id used.
+        project_id: String,
+    },
+    /// The poll failed.
+    Failed(Failure),
+    /// The upstream budget is spent: try again after this long, without counting a failure.
+    Deferred(Duration),
+}
+
+impl Context {
+    /// Polls once for `request`; `reservation` is the watch's place in its budget's queue.
+    pub async fn poll(
+        &self,
+        request: &PollRequest<'_>,
+        reservation: &mut Option<Reservation>,
+    ) -> Poll {
+        let target = match request.target {
+            Ok(target) => target,
+            Err(error) => return Poll::Failed(Failure::from_spec(error)),
+        };
+        let secret = &request.watch.spec.credentials_secret_ref.name;
+        let loaded = match self
+            .secrets
+            .credentials(request.namespace, secret, request.forced)
+            .await
+        {
+            Ok(loaded) => loaded,
+            Err(error) => return Poll::Failed(Failure::from_credentials(&error)),
+        };
+        let project_id = match self.project_id(target, &loaded, reservation).await {
+            Ok(project_id) => project_id,
+            Err(poll) => return poll,
+        };
+        let call = StatisticsCall {
+            target,
+            loaded: &loaded,
+            project_id,
+        };
+        self.statistics(request, call, reservation).await
+    }
+
+    /// The statistics `call` asks for.
+    async fn statistics(
+        &self,
+        request: &PollRequest<'_>,
+        call: StatisticsCall<'_>,
+        reservation: &mut Option<Reservation>,
+    ) -> Poll {
+        let StatisticsCall {
+            target,
+            loaded,
+            project_id,
+        } = call;
+        let credentials = &loaded.credentials;
+        let key = CallKey {
+            endpoint: target.endpoint.to_string(),
+            project_id: project_id.clone(),
+            workspace_id: target.workspace_id.clone(),
+            credentials: credentials.fingerprint(),
+        };
+        let budget_key = BudgetKey {
+            endpoint: target.endpoint.authority(),
+            access_key_id: credentials.key_id().to_owned(),
+        };
+        // A forced poll wants a new answer; a scheduled one may take an answer another watch
+        // of the same target got within half an interval.
+        let fresh_within = if request.forced {
+            Duration::ZERO
+        } else {
+            request.interval / 2
+        };
+        let client = self.modelarts.clone();
+        let (endpoint, call_credentials) = (target.endpoint.clone(), credentials.clone());
+        let (call_project, workspace) = (project_id.clone(), target.workspace_id.clone());
+        let wanted = Wanted {
+            key,
+            fresh_within,
+            is_failure: Result::is_err,
+        };
+        let answer = self
+            .statistics
+            .get(
+                wanted,
+                self.admission(&budget_key, reservation),
+                async move {
+                    client
+                        .pool_statistics(&endpoint, &call_credentials, &call_project, &workspace)
+                        .await
+                },
+            )
+            .await;
+        match answer {
+            SharedOutcome::Answer {
+                value: Ok(statistics),
+                called,
+            } => {
+                debug!(shared = !called, "statistics answered");
+                Poll::Polled {
+                    statistics,
+                    project_id,
+                }
+            }
+            SharedOutcome::Answer {
+                value: Err(error), ..
+            } => {
+                if error.class() == ErrorClass::AuthenticationFailed {
+                    // Rotated keys are read again at once for the next poll.
+                    let secret = &request.watch.spec.credentials_secret_ref.name;
+                    self.secrets.forget(request.namespace, secret);
+                }
+                Poll::Failed(Failure::from_upstream(&error, &loaded.version))
+            }
+            SharedOutcome::Deferred(wait) => Poll::Deferred(wait),
+            SharedOutcome::Lost => Poll::Failed(Failure::interrupted()),
+        }
+    }
+
+    /// Asks the upstream budget of `key` for a call when the shared call needs one.
+    fn admission<'r>(
+        &'r self,
+        key: &'r BudgetKey,
+        reservation: &'r mut Option<Reservation>,
+    ) -> impl FnOnce() -> Result<OwnedSemaphorePermit, Duration> + 'r {
+        move || self.budget.try_admit(key, reservation, Instant::now())
+    }
+
+    /// The project id: the spec's, or IAM's answer (reused for [`PROJECT_ID_REUSE`] per IAM
+    /// endpoint, region and key). `Err` is the poll's outcome when there is none.
+    async fn project_id(
+        &self,
+        target: &WatchTarget,
+        loaded: &LoadedCredentials,
+        reservation: &mut Option<Reservation>,
+    ) -> Result<String, Poll> {
+        let (iam_endpoint, region) = match &target.project {
+            ProjectSource::Given(project_id) => return Ok(project_id.clone()),
+            ProjectSource::Lookup {
+                iam_endpoint,
+                region,
+            } => (iam_endpoint, region),
+        };
+        let credentials = &loaded.credentials;
+        let key = ProjectKey {
+            iam_endpoint: iam_endpoint.to_string(),
+            region: region.clone(),
+            credentials: credentials.fingerprint(),
+        };
+        let budget_key = BudgetKey {
+            endpoint: iam_endpoint.authority(),
+            access_key_id: credentials.key_id().to_owned(),
+        };
+        let client = self.modelarts.clone();
+        let (iam, call_credentials, call_region) =
+            (iam_endpoint.clone(), credentials.clone(), region.clone());
+        let wanted = Wanted {
+            key,
+            fresh_within: PROJECT_ID_REUSE,
+            is_failure: Result::is_err,
+        };
+        let answer = self
+            .projects
+            .get(
+                wanted,
+                self.admission(&budget_key, reservation),
+                async move {
+                    client
+                        .resolve_project_id(&iam, &call_credentials, &call_region)
+                        .await
+                },
+            )
+            .await;
+        match answer {
+            SharedOutcome::Answer { value: Ok(id), .. } => Ok(id),
+            SharedOutcome::Answer {
+                value: Err(error), ..
+            } => Err(Poll::Failed(Failure::from_upstream(
+                &error,
+                &loaded.version,
+            ))),
+            SharedOutcome::Deferred(wait) => Err(Poll::Deferred(wait)),
+            SharedOutcome::Lost => Err(Poll::Deferred(Duration::from_secs(1))),
+        }
+    }
+}

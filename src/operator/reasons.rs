@@ -1,0 +1,73 @@
+//! The one vocabulary of reasons: stable CamelCase words that conditions, events, log lines and
+//! metric labels carry, so alerts and scripts can match on them. Failures of IAM and ModelArts
+//! take their words from the client's classification ([`ErrorClass::reason`]); every other word is
+//! here.
+//!
+//! [`ErrorClass::reason`]: crate::modelarts::ErrorClass::reason
+
+/// The latest poll succeeded.
+pub const SYNCED: &str = "Synced";
+/// A new generation is being polled.
+pub const PROGRESSING: &str = "Progressing";
+/// `spec.suspend` is set.
+pub const SUSPENDED: &str = "Suspended";
+/// Some pools failed to be created (a condition reason and an event).
+pub const POOLS_FAILED: &str = "PoolsFailed";
+/// No pool failed to be created.
+pub const NO_FAILED_POOLS: &str = "NoFailedPools";
+/// Event: the first counts of a watch.
+pub const FIRST_SYNC: &str = "FirstSync";
+/// Event: polling succeeds again after a failure.
+pub const RECOVERED: &str = "Recovered";
+/// The spec is valid for the schema but cannot be used.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// The credentials Secret, or one of its keys, is missing or unusable.
+pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+/// The operator may not read the credentials Secret (RBAC).
+pub const CREDENTIALS_FORBIDDEN: &str = "CredentialsForbidden";
+/// The Kubernetes API could not be asked for the Secret; may clear by itself.
+pub const KUBERNETES_UNAVAILABLE: &str = "KubernetesUnavailable";
+
+/// Every reason of this module, for the uniqueness check.
+#[cfg(test)]
+const ALL: [&str; 11] = [
+    SYNCED,
+    PROGRESSING,
+    SUSPENDED,
+    POOLS_FAILED,
+    NO_FAILED_POOLS,
+    FIRST_SYNC,
+    RECOVERED,
+    INVALID_SPEC,
+    CREDENTIALS_NOT_FOUND,
+    CREDENTIALS_FORBIDDEN,
+    KUBERNETES_UNAVAILABLE,
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::modelarts::ErrorClass;
+
+    #[test]
+    fn reasons_are_unique_camel_case_words_and_none_is_an_upstream_one() {
+        let mine: BTreeSet<&str> = ALL.into_iter().collect();
+        assert_eq!(mine.len(), ALL.len(), "duplicates in {ALL:?}");
+        for reason in ALL {
+            assert!(
+                reason.starts_with(|c: char| c.is_ascii_uppercase())
+                    && reason.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{reason} is CamelCase"
+            );
+        }
+        for class in ErrorClass::ALL {
+            assert!(
+                !mine.contains(class.reason()),
+                "{} is taken",
+                class.reason()
+            );
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The reconcile of one watch: a [`WatchReconciler`] gathers the watch's inputs, asks the
+//! schedule whether to poll and the status logic what to show, and applies the answer (one
+//! upstream poll at most, one status write at most, the events the change deserves).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::api::{PoolCounts, PoolStatisticsWatch, PoolStatisticsWatchStatus};
+use crate::modelarts::PoolStatistics;
+
+use super::context::Context;
+use super::failure::Failure;
+use super::memory::{MemoryLease, StalledOnSecret, WatchKey, WatchMemory};
+use super::metrics::WatchLabels;
+use super::poll::{Poll, PollRequest};
+use super::schedule::{self, Decision, Jitter, PollReason};
+use super::status::{self, Notice, Outcome, Severity};
+use super::target::{SpecError, WatchTarget, schedule_interval};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "poolwatch";
+/// Annotation whose every new value asks for a poll now.
+pub const REFRESH_ANNOTATION: &str = "poolwatch.io/refresh-requested-at";
+/// How often a watch stalled on its credentials re-reads its Secret to notice a fix. A Secret
+/// read is a cheap Kubernetes call; the upstream call is made only once the Secret changed.
+pub const SECRET_RECHECK: Duration = Duration::from_secs(15);
+/// Longest condition message: the gateway's messages can be long.
+const MAX_MESSAGE_CHARS: usize = 512;
+/// The shortest wait before a deferred poll tries the budget again.
+const MIN_DEFERRAL: Duration = Duration::from_millis(50);
+
+/// Why a reconcile failed. Only Kubernetes calls fail a reconcile: upstream failures are
+/// outcomes that the status reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The status could not be written.
+    #[error("writing the status of {object} failed: {source}")]
+    StatusWrite {
+        /// `namespace/name`.
+        object: String,
+        /// What the API server said.
+        source: kube::Error,
+    },
+    /// The object has no namespace (cannot happen for a namespaced kind).
+    #[error("{0} has no namespace")]
+    NoNamespace(String),
+}
+
+/// Reconciles one watch. Never calls upstream unless the schedule says a poll is due.
+pub async fn reconcile(
+    watch: Arc<PoolStatisticsWatch>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = watch
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(watch.name_any()))?;
+    let span = tracing::info_span!("reconcile", namespace = %namespace, name = %watch.name_any());
+    let reconciler = WatchReconciler::new(&ctx, &watch, &namespace);
+    let result = tracing::Instrument::instrument(reconciler.run(), span).await;
+    ctx.metrics.observe_reconcile(started.elapsed());
+    result.map(Action::from)
+}
+
+/// When to look at a watch again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// After this long.
+    In(Duration),
+    /// Only when it changes (it is suspended).
+    OnChange,
+}
+
+impl From<Next> for Action {
+    fn from(next: Next) -> Self {
+        match next {
+            Next::In(wait) => Action::requeue(wait),
+            Next::OnChange => Action::await_change(),
+        }
+    }
+}
+
+/// How long to wait after a failed reconcile (a Kubernetes call failed): exponential per watch,
+/// from 1 s to 1 min.
+pub fn error_policy(watch: Arc<PoolStatisticsWatch>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key: WatchKey = (watch.namespace().unwrap_or_default(), watch.name_any());
+    let failures = ctx.memories.kubernetes_failures(&key).max(1);
+    let delay =
+        Duration::from_secs(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    warn!(namespace = %key.0, name = %key.1, %error, retry_in_s = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// One reconcile of one watch: what it knows of the watch and what it remembers of it. Its
+/// memory goes back to the shared map when it is dropped, whichever way `run` ends.
+struct WatchReconciler<'a> {
+    ctx: &'a Context,
+    watch: &'a PoolStatisticsWatch,
+    namespace: &'a str,
+    request: schedule::Request<'a>,
+    /// What the spec names (endpoints, project, workspace), or why it cannot be used.
+    target: Result<WatchTarget, SpecError>,
+    interval: Duration,
+    /// The status as last written (or as read, before the first write).
+    status: PoolStatisticsWatchStatus,
+    memory: MemoryLease<'a>,
+}
+
+impl<'a> WatchReconciler<'a> {
+    fn new(ctx: &'a Context, watch: &'a PoolStatisticsWatch, namespace: &'a str) -> Self {
+        let status = watch.status.clone().unwrap_or_default();
+        let request = schedule::Request {
+            generation: watch.meta().generation,
+            refresh_token: watch
+                .annotations()
+                .get(REFRESH_ANNOTATION)
+                .map(String::as_str),
+            suspended: watch.spec.suspend,
+        };
+        let target = WatchTarget::from_spec(&watch.spec, ctx.settings.allow_http_endpoints);
+        // An unusable spec is still scheduled: its polls fail with InvalidSpec, paced by the
+        // default interval if the interval itself is what is wrong.
+        let interval = match &target {
+            Ok(target) => target.interval,
+            Err(_) => schedule_interval(&watch.spec),
+        };
+        let key = (namespace.to_owned(), watch.name_any());
+        let memory = ctx.memories.lease(key, || {
+            WatchMemory::recalled_from(&status, &request, interval, Instant::now())
+        });
+        Self {
+            ctx,
+            watch,
+            namespace,
+            request,
+            target,
+            interval,
+            status,
+            memory,
+        }
+    }
+
+    /// Decides, polls when due, shows the outcome; says when to look at the watch again.
+    async fn run(mut self) -> Result<Next, Error> {
+        if let Some(unwritten) = self.memory.unwritten.clone() {
+            self.write(unwritten).await?;
+        }
+        let reason = match self.memory.schedule.decide(&self.request, Instant::now()) {
+            Decision::Suspended => {
+                self.apply(&Outcome::Suspended).await?;
+                return Ok(Next::OnChange);
+            }
+            Decision::PollNow(reason) => reason,
+            Decision::WaitUntil(_) if self.secret_changed().await => PollReason::Due,
+            Decision::WaitUntil(_) => return Ok(self.requeue()),
+        };
+        debug!(?reason, "polling");
+        // A new generation is shown as Reconciling before its poll, so that kstatus readers
+        // (Flux, `kubectl wait`) never take the old status for the new spec's.
+        if self.status.observed_generation != self.request.generation {
+            self.apply(&Outcome::Progressing).await?;
+        }
+        // A first poll may reuse an answer another watch of the same target just got; a new
+        // spec, a refresh request or new keys want a new answer.
+        let forced = !matches!(reason, PollReason::Due | PollReason::FirstPoll)
+            || self.memory.stalled_on_secret.is_some();
+        let outcome = match self.poll(forced).await {
+            Poll::Deferred(wait) => return Ok(self.defer(wait)),
+            Poll::Polled {
+                statistics,
+                project_id,
+            } => self.succeeded(&statistics, project_id),
+            Poll::Failed(failure) => self.failed(failure),
+        };
+        self.apply(&outcome).await?;
+        Ok(self.requeue())
+    }
+
+    async fn poll(&mut self, forced: bool) -> Poll {
+        let request = PollRequest {
+            watch: self.watch,
+            target: &self.target,
+            namespace: self.namespace,
+            interval: self.interval,
+            forced,
+        };
+        self.ctx.poll(&request, &mut self.memory.reservation).await
+    }
+
+    /// The upstream budget is spent: look again once it has room, without counting a failure.
+    fn defer(&self, wait: Duration) -> Next {
+        self.ctx.metrics.count_rate_limit_wait();
+        debug!(
+            wait_ms = wait.as_millis() as u64,
+            "upstream budget spent; polling later"
+        );
+        Next::In(wait.max(MIN_DEFERRAL))
+    }
+
+    fn succeeded(&mut self, statistics: &PoolStatistics, project_id: String) -> Outcome {
+        let now = Instant::now();
+        self.ctx.metrics.count_poll("success");
+        let attempt = attempt_of(&self.request, self.interval, now);
+        self.memory.schedule.record_success(&attempt);
+        self.memory.stalled_on_secret = None;
+        self.ctx.metrics.set_last_success(
+            &self.labels(),
+            Timestamp::now().as_millisecond() as f64 / 1000.0,
+        );
+        Outcome::Polled {
+            pools: counts_of(statistics),
+            operation_time: statistics.operation_time.clone(),
+            project_id,
+        }
+    }
+
+    fn failed(&mut self, mut failure: Failure) -> Outcome {
+        let now = Instant::now();
+        self.ctx.metrics.count_poll(failure.reason);
+        let counts_fresh = self.memory.schedule.counts_fresh(self.interval, now);
+        let attempt = attempt_of(&self.request, self.interval, now);
+        let delay = self.memory.schedule.record_failure(&attempt, failure.retry);
+        self.memory.stalled_on_secret =
+            failure.credentials.as_ref().map(|problem| StalledOnSecret {
+                version: problem.secret_version().map(str::to_owned),
+                next_check: now + SECRET_RECHECK,
+            });
+        warn!(
+            reason = failure.reason,
+            retry_in_s = delay.as_secs(),
+            "poll failed: {}",
+            failure.message
+        );
+        failure.message = shorten(&failure.message);
+        Outcome::Failed {
+            failure,
+            counts_fresh,
+        }
+    }
+
+    /// For a watch stalled on its credentials and due for a check: whether its Secret changed
+    /// since the failure (then poll now). Reads the Secret at most every [`SECRET_RECHECK`].
+    async fn secret_changed(&mut self) -> bool {
+        let now = Instant::now();
+        let Some(stalled) = self.memory.stalled_on_secret.as_mut() else {
+            return false;
+        };
+        if stalled.next_check > now {
+            return false;
+        }
+        stalled.next_check = now + SECRET_RECHECK;
+        let known = stalled.version.clone();
+        let name = &self.watch.spec.credentials_secret_ref.name;
+        let current = self
+            .ctx
+            .secrets
+            .credentials(self.namespace, name, true)
+            .await
+            .ok()
+            .map(|loaded| loaded.version);
+        let changed = current.is_some() && current != known;
+        if changed {
+            info!(secret = %name, "credentials Secret changed; polling at once");
+        }
+        changed
+    }
+
+    /// Computes the status after `outcome`, writes it if it changed, publishes the events its
+    /// transitions deserve and updates the watch's metrics.
+    async fn apply(&mut self, outcome: &Outcome) -> Result<(), Error> {
+        let next = status::next_status(
+            &self.status,
+            self.request.generation,
+            outcome,
+            Timestamp::now(),
+        );
+        let labels = self.labels();
+        if let Some(pools) = &next.pools {
+            self.ctx.metrics.set_pools(&labels, pools);
+        }
+        for condition in &next.conditions {
+            self.ctx
+                .metrics
+                .set_condition(&labels, &condition.type_, &condition.status);
+        }
+        let previous = self.status.clone();
+        self.write(next).await?;
+        for notice in status::transition_notices(&previous, &self.status) {
+            self.publish(notice).await;
+        }
+        Ok(())
+    }
+
+    /// Writes `next` by server-side apply if it differs from the status written last. A failed
+    /// write is remembered and written first by the next reconcile.
+    async fn write(&mut self, next: PoolStatisticsWatchStatus) -> Result<(), Error> {
+        if next == self.status {
+            self.memory.unwritten = None;
+            return Ok(());
+        }
+        let api: Api<PoolStatisticsWatch> =
+            Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": PoolStatisticsWatch::api_version(&()),
+            "kind": PoolStatisticsWatch::kind(&()),
+            "status": next,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api
+            .patch_status(&self.watch.name_any(), &params, &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.ctx.metrics.count_status_write("success");
+                self.memory.unwritten = None;
+                self.memory.kubernetes_failures = 0;
+                self.status = next;
+                Ok(())
+            }
+            Err(source) => {
+                let result = match &source {
+                    kube::Error::Api(status) if status.code == 409 => "conflict",
+                    _ => "error",
+                };
+                self.ctx.metrics.count_status_write(result);
+                self.memory.unwritten = Some(next);
+                self.memory.kubernetes_failures = self.memory.kubernetes_failures.saturating_add(1);
+                Err(Error::StatusWrite {
+                    object: format!("{}/{}", self.namespace, self.watch.name_any()),
+                    source,
+                })
+            }
+        }
+    }
+
+    async fn publish(&self, notice: Notice) {
+        let event = Event {
+            type_: match notice.severity {
+                Severity::Normal => EventType::Normal,
+                Severity::Warning => EventType::Warning,
+            },
+            reason: notice.reason,
+            note: Some(shorten(&notice.note)),
+            action: "Poll".to_owned(),
+            secondary: None,
+        };
+        let regarding = self.watch.object_ref(&());
+        if let Err(error) = self.ctx.recorder.publish(&event, &regarding).await {
+            // Events are a courtesy: a failure to publish one must not fail the reconcile.
+            warn!(%error, "could not publish an event");
+        }
+    }
+
+    /// When to look at the watch again: its next poll, or its next Secret check if sooner.
+    fn requeue(&self) -> Next {
+        let now = Instant::now();
+        let due = self.memory.schedule.next_due.unwrap_or(now + self.interval);
+        let wake = self
+            .memory
+            .stalled_on_secret
+            .as_ref()
+            .map_or(due, |stalled| stalled.next_check.min(due));
+        Next::In(wake.saturating_duration_since(now))
+    }
+
+    fn labels(&self) -> WatchLabels {
+        WatchLabels {
+            namespace: self.namespace.to_owned(),
+            name: self.watch.name_any(),
+        }
+    }
+}
+
+/// The poll for `request` that finished `now`, with a fresh random draw.
+fn attempt_of<'r>(
+    request: &'r schedule::Request<'r>,
+    interval: Duration,
+    now: Instant,
+) -> schedule::Attempt<'r> {
+    schedule::Attempt {
+        request,
+        interval,
+        jitter: Jitter::random(),
+        now,
+    }
+}
+
+fn counts_of(statistics: &PoolStatistics) -> PoolCounts {
+    PoolCounts {
+        creating: statistics.creating,
+        created: statistics.created,
+        failed: statistics.failed,
+        pending: statistics.pending,
+        deleting: statistics.deleting,
+    }
+}
+
+fn shorten(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[path = "reconciler_tests.rs"]
+mod tests;
