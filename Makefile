@@ -43,6 +43,11 @@ bench-scaling: ## The scale benchmark for N = 250, 500, 1000 and 2000, and the p
 	bench/scaling-table.sh > bench/results/scaling.md
 	cat bench/results/scaling.md
 
+.PHONY: bench-table-check
+bench-table-check: ## Fail when bench/results/scaling.md is not what bench/scaling-table.sh makes of the results.
+	@bench/scaling-table.sh | diff -u bench/results/scaling.md - \
+		|| { echo "bench/results/scaling.md is stale: run 'bench/scaling-table.sh > bench/results/scaling.md'." >&2; exit 1; }
+
 .PHONY: build
 build: ## Build the poolwatch binary (debug).
 	$(CARGO) build --locked
@@ -106,6 +111,7 @@ soak: ## Soak: 200 watches, random upstream faults, an API server restart, for S
 test: python-tools ## Every check and test: format, lint, CRD drift, dependency policy, unit and integration tests.
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory crd-check
+	$(MAKE) --no-print-directory bench-table-check
 	$(MAKE) --no-print-directory deny
 	@echo "==> Local control plane (the first start builds Kubernetes from source: minutes)"
 	$(MAKE) --no-print-directory test-cluster

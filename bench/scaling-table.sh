@@ -6,22 +6,26 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/results"
 python3 - scale-*.json <<'PY'
 import json, sys
-runs = sorted((json.load(open(path)) for path in sys.argv[1:]), key=lambda r: r["watches"])
+runs = sorted(
+    (json.load(open(path)) for path in sys.argv[1:]),
+    key=lambda r: (r["watches"], r.get("upstream_rate", 20)),
+)
 print("| watches | budget (/s, burst) | all Ready (s) | rate-limit floor (s) | calls/watch/interval | status writes/watch | peak RSS (MiB) | RSS per added watch (KiB) | CPU (% of a core) | CPU per 1000 watches (%) |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-previous = None
 for r in runs:
-    # Memory per watch as the slope from the previous run: the fixed cost of the process (runtime,
-    # clients, TLS) does not belong to any watch.
-    if previous:
-        added = (r["steady_rss_mib"] - previous["steady_rss_mib"]) * 1024 / (r["watches"] - previous["watches"])
+    # Memory per watch as the slope from the largest run with fewer watches: the fixed cost of the
+    # process (runtime, clients, TLS) does not belong to any watch. Runs of the same size (other
+    # budgets) share that base.
+    smaller = [p for p in runs if p["watches"] < r["watches"]]
+    if smaller:
+        base = smaller[-1]
+        added = (r["steady_rss_mib"] - base["steady_rss_mib"]) * 1024 / (r["watches"] - base["watches"])
         slope = f"{added:.1f}"
     else:
         slope = "-"
     print(f"| {r['watches']} | {r.get('upstream_rate', 20)}, {r.get('upstream_burst', 40)} | {r['all_ready_seconds']} | {r['rate_limit_floor_seconds']} | {r['calls_per_watch_per_interval']} | "
           f"{r['status_writes_per_watch']} | {r['peak_rss_mib']} | {slope} | "
           f"{r['steady_cpu_percent_of_one_core']} | {r['cpu_percent_per_1000_watches']} |")
-    previous = r
 if runs:
     print(f"\n{runs[0]['cores']} cores, {runs[0]['interval_seconds']} s interval, one access key, distinct workspaces.")
 PY
