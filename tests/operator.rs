@@ -448,3 +448,74 @@ async fn two_replicas_elect_one_leader_and_a_standby_takes_over() {
     )
     .await;
 }
+
+/// `kubectl wait` until the watch's status says refresh request `token` was answered: what a
+/// script does after `kubectl annotate`.
+fn wait_for_handled_refresh(world: &World, token: &str) {
+    run(world.namespace.kubectl().args([
+        "wait",
+        &format!("--for=jsonpath={{.status.lastHandledRefreshRequest}}={token}"),
+        "--timeout=20s",
+        "psw/pools",
+    ]))
+    .unwrap_or_else(|e| panic!("refresh request {token} was not answered: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_request_survives_sigterm_and_sigkill_failovers_and_a_restart() {
+    let world = World::new("refresh-failover").await;
+    world.create_secret("creds", AK, SK).await;
+    let namespace = world.namespace.name.clone();
+    let flags = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        namespace.as_str(),
+        "--leader-election-lease-duration",
+        "4s",
+    ];
+    let leads = |metrics: &str| metrics.lines().any(|line| line == "poolwatch_leader 1");
+    let mut leader = Operator::start(&namespace, &flags);
+    // A long interval: only the refresh request itself can explain a poll within the wait.
+    world
+        .create_watch_with("pools", "0", "creds", json!({"interval": "10m"}))
+        .await;
+    world.ready("pools").await;
+
+    for (token, signal) in [("after-sigterm", "TERM"), ("after-sigkill", "KILL")] {
+        let standby = Operator::start(&namespace, &flags);
+        let url = standby.metrics_url.clone();
+        eventually("the standby to be up", SOON, || {
+            let url = url.clone();
+            async move { reqwest::get(url).await.ok().map(|_| ()) }
+        })
+        .await;
+        assert!(!leads(&standby.metrics().await), "the standby waits");
+        let polls_before = world.statistics_requests("0");
+        // Asked right after the leader got its signal: whoever leads next must answer it.
+        leader.signal(signal);
+        request_refresh(&world.watches, "pools", token).await;
+        wait_for_handled_refresh(&world, token);
+        assert!(
+            world.statistics_requests("0") > polls_before,
+            "{token}: answered by a poll"
+        );
+        assert!(
+            leader.wait_exit(Duration::from_secs(10)),
+            "{token}: the old leader exited"
+        );
+        eventually("the standby to lead", SOON, || async {
+            leads(&standby.metrics().await).then_some(())
+        })
+        .await;
+        leader = standby;
+    }
+
+    // Asked while no operator runs at all: the restarted one answers it at once.
+    leader.signal("TERM");
+    assert!(leader.wait_exit(Duration::from_secs(10)));
+    request_refresh(&world.watches, "pools", "while-stopped").await;
+    let polls_before = world.statistics_requests("0");
+    let _restarted = Operator::start(&namespace, &flags);
+    wait_for_handled_refresh(&world, "while-stopped");
+    assert!(world.statistics_requests("0") > polls_before);
+}

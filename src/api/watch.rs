@@ -195,6 +195,12 @@ pub struct PoolStatisticsWatchStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
 
+    /// The value of the `poolwatch.io/refresh-requested-at` annotation that the latest poll
+    /// answered. It changes only when someone asks for a poll; scripts can wait for it, and a
+    /// new leader or a restarted operator polls at once when the annotation differs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_refresh_request: Option<String>,
+
     /// `Ready`, `Stalled`, `Reconciling` and `PoolsHealthy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

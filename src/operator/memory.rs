@@ -52,7 +52,8 @@ impl WatchMemory {
     /// The memory of a watch the operator has not seen since it started. A watch whose status is
     /// already current for its generation is not new: its next poll is placed at random within
     /// one interval (so a restart does not poll everything at once), and its counts count as
-    /// fresh from now.
+    /// fresh from now. The refresh request it last answered is the one its status says, so a
+    /// request made while no operator led (a failover, a restart) is answered at once.
     pub fn recalled_from(
         status: &PoolStatisticsWatchStatus,
         request: &schedule::Request<'_>,
@@ -68,7 +69,7 @@ impl WatchMemory {
         Self {
             schedule: schedule::Memory {
                 polled_generation: request.generation,
-                polled_refresh_token: request.refresh_token.map(str::to_owned),
+                polled_refresh_token: status.last_handled_refresh_request.clone(),
                 next_due: Some(now + interval.mul_f64(fastrand::f64())),
                 consecutive_failures: 0,
                 last_success: Some(now),
@@ -206,11 +207,26 @@ mod tests {
                     jiff::Timestamp::UNIX_EPOCH,
                 ),
             });
+        status.last_handled_refresh_request = Some("t1".to_owned());
         let recalled = WatchMemory::recalled_from(&status, &request, interval, now);
         assert_eq!(recalled.schedule.polled_generation, Some(2));
         assert_eq!(
             recalled.schedule.polled_refresh_token.as_deref(),
             Some("t1")
+        );
+        assert!(matches!(
+            recalled.schedule.decide(&request, now),
+            schedule::Decision::WaitUntil(_)
+        ));
+        // A request its status does not show as answered is answered at once.
+        let unanswered = schedule::Request {
+            refresh_token: Some("t2"),
+            ..request
+        };
+        let recalled = WatchMemory::recalled_from(&status, &unanswered, interval, now);
+        assert_eq!(
+            recalled.schedule.decide(&unanswered, now),
+            schedule::Decision::PollNow(schedule::PollReason::RefreshRequested)
         );
         let due = recalled.schedule.next_due.expect("a next poll");
         assert!(due >= now && due <= now + interval, "{due:?}");

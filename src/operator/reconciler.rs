@@ -276,12 +276,18 @@ impl<'a> WatchReconciler<'a> {
     /// Computes the status after `outcome`, writes it if it changed, publishes the events its
     /// transitions deserve and updates the watch's metrics.
     async fn apply(&mut self, outcome: &Outcome) -> Result<(), Error> {
-        let next = status::next_status(
+        let mut next = status::next_status(
             &self.status,
             self.request.generation,
             outcome,
             Timestamp::now(),
         );
+        // A finished poll answered the refresh request it was made under, if any.
+        if matches!(outcome, Outcome::Polled { .. } | Outcome::Failed { .. })
+            && let Some(token) = self.request.refresh_token
+        {
+            next.last_handled_refresh_request = Some(token.to_owned());
+        }
         let labels = self.labels();
         if let Some(pools) = &next.pools {
             self.ctx.metrics.set_pools(&labels, pools);

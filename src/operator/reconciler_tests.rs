@@ -330,3 +330,33 @@ async fn a_failed_status_write_fails_the_reconcile_and_is_written_first_next_tim
     assert_eq!(statistics_calls(&fixture), 1);
     assert_eq!(fixture.context.memories.kubernetes_failures(&key(NAME)), 0);
 }
+
+#[tokio::test]
+async fn a_refresh_request_made_while_no_operator_led_is_answered_at_once_and_recorded() {
+    let fixture = Fixture::new().await;
+    let first = PoolStatisticsWatch::test(&fixture.simulator).refresh_requested("t1");
+    reconcile_once(&fixture, &first).await.expect("reconciled");
+    let patches = fixture.api.status_patches();
+    assert_eq!(patches[1]["status"]["lastHandledRefreshRequest"], "t1");
+    let answered = written(&patches[1]);
+
+    // A new leader (no memory) sees t1 answered: nothing to do.
+    fixture.context.memories.remove(&key(NAME));
+    let handled = first.clone().with_status(answered.clone());
+    reconcile_once(&fixture, &handled)
+        .await
+        .expect("reconciled");
+    assert_eq!(fixture.api.requests().len(), 4, "{:?}", fixture.api.lines());
+    assert_eq!(statistics_calls(&fixture), 1);
+
+    // It sees t2 unanswered (asked while no operator led): a poll at once, and t2 recorded.
+    fixture.context.memories.remove(&key(NAME));
+    let asked = PoolStatisticsWatch::test(&fixture.simulator)
+        .refresh_requested("t2")
+        .with_status(answered);
+    reconcile_once(&fixture, &asked).await.expect("reconciled");
+    assert_eq!(statistics_calls(&fixture), 2);
+    let patches = fixture.api.status_patches();
+    assert_eq!(patches.len(), 3, "{:?}", fixture.api.lines());
+    assert_eq!(patches[2]["status"]["lastHandledRefreshRequest"], "t2");
+}

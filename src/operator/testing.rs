@@ -52,6 +52,18 @@ impl PoolStatisticsWatch {
         self
     }
 
+    /// With the refresh annotation set to `token`.
+    pub fn refresh_requested(mut self, token: &str) -> Self {
+        self.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                super::reconciler::REFRESH_ANNOTATION.to_owned(),
+                token.to_owned(),
+            );
+        self
+    }
+
     /// With `status`.
     pub fn with_status(mut self, status: crate::api::PoolStatisticsWatchStatus) -> Self {
         self.status = Some(status);

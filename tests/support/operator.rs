@@ -134,6 +134,9 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if child.try_wait().ok().flatten().is_some() {
+                return; // exited already (a test signalled it)
+            }
             send_signal(child.id(), "TERM");
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while std::time::Instant::now() < deadline {
