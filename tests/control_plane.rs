@@ -61,7 +61,7 @@ async fn crd_is_established_and_discoverable() {
         .any(|c| c.type_ == "Established" && c.status == "True");
     assert!(established, "{CRD_NAME} is not Established");
 
-    // kube-rs reads the legacy group list; kubectl 1.35 the aggregated one. Both must show it.
+    // kube-rs reads the legacy group list; kubectl the aggregated one. Both must show it.
     let gvk = GroupVersionKind::gvk("poolwatch.io", "v1alpha1", "PoolStatisticsWatch");
     let legacy = Discovery::new(ns.client.clone())
         .run()
@@ -370,5 +370,28 @@ async fn pod_security_admission_rejects_privileged_pods_in_restricted_namespaces
     assert!(
         refused.contains("violates PodSecurity \"restricted"),
         "{refused}"
+    );
+}
+
+#[test]
+fn streaming_lists_end_their_initial_events_with_a_bookmark() {
+    // etcd 3.7 sends the progress notifications that `sendInitialEvents` needs, so watch-list
+    // clients get a list as a stream instead of falling back to list-then-watch.
+    let stream = run(control_plane().kubectl().args([
+        "get",
+        "--raw",
+        "/api/v1/namespaces?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan\
+         &allowWatchBookmarks=true&timeoutSeconds=2",
+    ]))
+    .expect("a streaming list");
+    let events: Vec<Value> = stream
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one watch event per line"))
+        .collect();
+    assert!(events.iter().any(|e| e["type"] == "ADDED"), "{stream}");
+    assert!(
+        events.iter().any(|e| e["type"] == "BOOKMARK"
+            && e["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"] == "true"),
+        "{stream}"
     );
 }

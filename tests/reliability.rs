@@ -63,6 +63,10 @@ fn metric(text: &str, series: &str) -> f64 {
 
 // ---- Kubernetes faults ----------------------------------------------------------------------
 
+/// The longest a watch stream takes to come back after an API server outage: the watcher's
+/// largest backoff (30 s) plus a poll.
+const WATCHER_RECONNECT: Duration = Duration::from_secs(45);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statuses() {
     let isolated = IsolatedControlPlane::start("reliability-restart");
@@ -94,8 +98,14 @@ async fn an_api_server_restart_is_survived_without_restarting_or_rewriting_statu
     isolated.start_api_server();
 
     // The watch streams are back: a new object, a refresh request and new counts all arrive.
+    // The watcher reconnects on its own backoff, which grew during the outage (kube-runtime's,
+    // as client-go's: up to 30 s), so the first event may take that long.
     scene.create_watch("after-restart", "0", "creds").await;
-    scene.ready("after-restart").await;
+    scene
+        .wait("after-restart", "Ready", WATCHER_RECONNECT, |w| {
+            has_condition(w, "Ready", "True", "Synced")
+        })
+        .await;
     scene.set_created("m", 2);
     request_refresh(&scene.watches, "moving", "after-restart").await;
     scene
