@@ -4,10 +4,11 @@
 CP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$CP_DIR/../.." && pwd)
 
-# Per-checkout state: certificates, etcd data, logs, PID files, kubeconfig, tool binaries.
+# Per-checkout state: the kwokctl cluster (certificates, etcd data, logs, PID files), the
+# kubeconfig, links to the tools.
 STATE_DIR=${POOLWATCH_TEST_CLUSTER_DIR:-$REPO_ROOT/target/test-cluster}
 BIN_DIR=$STATE_DIR/bin
-# Per-user cache shared by every checkout: downloads, unpacked packages, Go build cache, binaries.
+# Per-user cache shared by every checkout: the built components, helm, the Python tools.
 CACHE_DIR=${POOLWATCH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/poolwatch}
 
 # The Kubernetes minor release to run: tests/go/kubernetes-MINOR pins its exact version. 1.37 is the
@@ -35,11 +36,6 @@ timed() {
   return "$rc"
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # pid_alive FILE: true when FILE names a running process.
 pid_alive() {
   local pid
@@ -47,8 +43,6 @@ pid_alive() {
   pid=$(cat "$1" 2>/dev/null) || return 1
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
-
-sha256_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # kwokctl ARGS...: the kwokctl of the pinned kwok, on this state directory's cluster.
 # The daemons it starts must not inherit the start locks (fds 9 and 7), or the locks would live as
