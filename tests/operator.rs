@@ -10,7 +10,8 @@ use poolwatch::simulator::{Api as SimulatorApi, Fault, RequestFilter, SimulatedC
 use serde_json::json;
 use support::control_plane::{run, summarise};
 use support::operator::{
-    Operator, condition, eventually, has_condition, request_refresh, wait_for_watch,
+    Operator, condition, eventually, has_condition, leader_election_flags, request_refresh,
+    wait_for_watch,
 };
 use support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
 use support::world::{SOON, World, counts, example_counts};
@@ -399,24 +400,15 @@ async fn two_replicas_elect_one_leader_and_a_standby_takes_over() {
     let world = World::new("leader").await;
     world.create_secret("creds", AK, SK).await;
     let namespace = world.namespace.name.clone();
-    let flags = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        namespace.as_str(),
-        "--leader-election-lease-duration",
-        "6s",
-    ];
+    let flags = leader_election_flags(&namespace, "6s");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let first = Operator::start(&namespace, &flags);
     let second = Operator::start(&namespace, &flags);
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
 
-    let leads = |metrics: &str| metrics.lines().any(|line| line == "poolwatch_leader 1");
     let first_leads = eventually("exactly one leader", SOON, || async {
-        let (a, b) = (
-            leads(&first.metrics().await),
-            leads(&second.metrics().await),
-        );
+        let (a, b) = (first.leads().await, second.leads().await);
         (a != b).then_some(a)
     })
     .await;
@@ -432,7 +424,7 @@ async fn two_replicas_elect_one_leader_and_a_standby_takes_over() {
         "the leader did not stop within 10 s of SIGTERM"
     );
     eventually("the standby to lead", Duration::from_secs(20), || async {
-        leads(&standby.metrics().await).then_some(())
+        standby.leads().await.then_some(())
     })
     .await;
     world
@@ -466,14 +458,8 @@ async fn a_refresh_request_survives_sigterm_and_sigkill_failovers_and_a_restart(
     let world = World::new("refresh-failover").await;
     world.create_secret("creds", AK, SK).await;
     let namespace = world.namespace.name.clone();
-    let flags = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        namespace.as_str(),
-        "--leader-election-lease-duration",
-        "4s",
-    ];
-    let leads = |metrics: &str| metrics.lines().any(|line| line == "poolwatch_leader 1");
+    let flags = leader_election_flags(&namespace, "4s");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut leader = Operator::start(&namespace, &flags);
     // A long interval: only the refresh request itself can explain a poll within the wait.
     world
@@ -489,7 +475,7 @@ async fn a_refresh_request_survives_sigterm_and_sigkill_failovers_and_a_restart(
             async move { reqwest::get(url).await.ok().map(|_| ()) }
         })
         .await;
-        assert!(!leads(&standby.metrics().await), "the standby waits");
+        assert!(!standby.leads().await, "the standby waits");
         let polls_before = world.statistics_requests("0");
         // Asked right after the leader got its signal: whoever leads next must answer it.
         leader.signal(signal);
@@ -504,7 +490,7 @@ async fn a_refresh_request_survives_sigterm_and_sigkill_failovers_and_a_restart(
             "{token}: the old leader exited"
         );
         eventually("the standby to lead", SOON, || async {
-            leads(&standby.metrics().await).then_some(())
+            standby.leads().await.then_some(())
         })
         .await;
         leader = standby;

@@ -17,7 +17,9 @@ use poolwatch::simulator::{Fault, FaultKind, SimulatorConfig, SimulatorHandle};
 use serde_json::{Value, json};
 use support::control_plane::{TestNamespace, run};
 use support::faults::{IsolatedControlPlane, TestPki, resident_kib, scratch_dir};
-use support::operator::{Operator, condition, eventually, has_condition, request_refresh};
+use support::operator::{
+    Operator, condition, eventually, has_condition, leader_election_flags, request_refresh,
+};
 use support::simulator::{self, AK, PROJECT, SK, TEMP_AK, TEMP_SK, TOKEN};
 use support::world::{World, counts, created, put_secret};
 
@@ -194,19 +196,13 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
 async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_releases_the_lease() {
     let scene = new_scene("leader-kill").await;
     scene.create_watch("pools", "0", "creds").await;
-    let flags = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        scene.namespace.name.as_str(),
-        "--leader-election-lease-duration",
-        "6s",
-    ];
+    let flags = leader_election_flags(&scene.namespace.name, "6s");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let first = scene.spawn_operator(&flags);
     let second = scene.spawn_operator(&flags);
-    let leads = |metrics: &str| metrics.lines().any(|line| line == "poolwatch_leader 1");
     let first_leads = eventually("a leader", SOON, || async {
-        let (a, b) = (first.metrics().await, second.metrics().await);
-        (leads(&a) != leads(&b)).then_some(leads(&a))
+        let (a, b) = (first.leads().await, second.leads().await);
+        (a != b).then_some(a)
     })
     .await;
     scene.ready("pools").await;
@@ -220,7 +216,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_relea
     assert!(leader.wait_exit(Duration::from_secs(5)));
     let killed = Instant::now();
     eventually("the standby to lead", Duration::from_secs(15), || async {
-        leads(&standby.metrics().await).then_some(())
+        standby.leads().await.then_some(())
     })
     .await;
     let takeover = killed.elapsed();

@@ -34,14 +34,6 @@ etcd_bin=$("$CP_DIR/build-components.sh" --key-only etcd)
 want=$(cat <(echo "$kubernetes_bin $kwok_bin $etcd_bin") "${BASH_SOURCE[0]}" "$CP_DIR/lib.sh" \
   "$CP_DIR/kwokctl.yaml" "$CP_DIR/audit-policy.yaml" | sha256sum | cut -c1-16)
 
-running_pids() {
-  local file
-  for file in "$CLUSTER_DIR"/pids/*.pid; do
-    [ -f "$file" ] && pid_alive "$file" && cat "$file"
-  done
-  return 0
-}
-
 # Every component kwokctl started, still running.
 all_running() {
   local file found=false
@@ -60,7 +52,8 @@ if [ -f "$STATE_DIR/control-plane.want" ] && api_ready && all_running; then
   fi
   log "the control plane's build or configuration changed since it started: recreating it (storage starts empty)"
 fi
-if [ -d "$CLUSTER_DIR" ] || [ -n "$(running_pids)" ]; then
+# Its components' PID files live in the cluster's folder: no folder, nothing to stop.
+if [ -d "$CLUSTER_DIR" ]; then
   api_ready || log "a previous control plane is not healthy: deleting it"
   "$CP_DIR/down.sh"
 fi
@@ -80,7 +73,6 @@ wait "$helm_pid" || { cat "$logs/helm.log" >&2; die "fetching helm failed"; }
 ln -sf "$kubernetes_bin"/* "$kwok_bin"/* "$etcd_bin"/* "$BIN_DIR/"
 
 # 2. The cluster, by kwokctl from those binaries (see kwokctl.yaml for the settings).
-mkdir -p "$STATE_DIR"
 sed -e "s|@KUBE_BIN@|$kubernetes_bin|g" -e "s|@KWOK_BIN@|$kwok_bin|g" -e "s|@ETCD_BIN@|$etcd_bin|g" \
   -e "s|@AUDIT_POLICY@|$CP_DIR/audit-policy.yaml|g" "$CP_DIR/kwokctl.yaml" >"$STATE_DIR/kwokctl.yaml"
 log "creating the cluster with kwokctl (Kubernetes $("$BIN_DIR/kube-apiserver" --version | cut -d' ' -f2))"

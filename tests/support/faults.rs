@@ -37,7 +37,8 @@ impl IsolatedControlPlane {
         TestNamespace::on(self.plane, test).await
     }
 
-    fn apiserver_script(&self, action: &str) {
+    /// Runs `apiserver.sh action` on this control plane; returns what it printed.
+    fn apiserver_script(&self, action: &str) -> String {
         let output = Command::new(repo_path("tests/control-plane/apiserver.sh"))
             .arg(action)
             .env("POOLWATCH_TEST_CLUSTER_DIR", &self.plane.state_dir)
@@ -48,6 +49,7 @@ impl IsolatedControlPlane {
             "apiserver.sh {action} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Stops the API server; etcd and its data stay.
@@ -60,17 +62,14 @@ impl IsolatedControlPlane {
         self.apiserver_script("start");
     }
 
-    /// The API server's process id (kwokctl records it).
+    /// The API server's process id (kwokctl records it; `apiserver.sh pid` reads it).
     pub fn api_server_pid(&self) -> u32 {
-        let path = self
-            .plane
-            .state_dir
-            .join("kwok/clusters/poolwatch/pids/kube-apiserver.pid");
-        std::fs::read_to_string(&path)
+        let pid = self.apiserver_script("pid");
+        pid.trim()
+            .parse()
             .ok()
-            .and_then(|pid| pid.trim().parse().ok())
             .filter(|pid| *pid != 0)
-            .unwrap_or_else(|| panic!("no API server PID in {}", path.display()))
+            .unwrap_or_else(|| panic!("apiserver.sh pid printed {pid:?}"))
     }
 
     /// Freezes (`STOP`) or thaws (`CONT`) the API server process: requests hang, then go on.

@@ -120,6 +120,14 @@ impl Operator {
         false
     }
 
+    /// Whether it holds the leader Lease, as its `poolwatch_leader` gauge says.
+    pub async fn leads(&self) -> bool {
+        self.metrics()
+            .await
+            .lines()
+            .any(|line| line == "poolwatch_leader 1")
+    }
+
     /// The metrics page.
     pub async fn metrics(&self) -> String {
         reqwest::get(&self.metrics_url)
@@ -159,6 +167,19 @@ fn send_signal(pid: u32, signal: &str) {
             .arg(pid.to_string())
             .status();
     }
+}
+
+/// The flags of a replica that elects a leader through a Lease in `namespace` lasting `lease`.
+pub fn leader_election_flags(namespace: &str, lease: &str) -> Vec<String> {
+    [
+        "--leader-elect",
+        "--leader-election-namespace",
+        namespace,
+        "--leader-election-lease-duration",
+        lease,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// A loopback address with a port nobody listens on now.
