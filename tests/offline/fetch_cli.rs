@@ -1,17 +1,15 @@
 //! `poolwatch fetch` and `poolwatch simulator` as users run them: the real binary against a
 //! simulator, checking output shapes, exit codes and that no secret is ever printed.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::simulator::{self as sim, AK, PROJECT, REGION, SK, TOKEN};
 use poolwatch::modelarts::{Credentials, Endpoint};
 use poolwatch::simulator::{Fault, FaultKind, SimulatedCounts};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::simulator::{self as sim, AK, PROJECT, REGION, SK, TOKEN};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poolwatch");
 

@@ -3,10 +3,10 @@
 //! enforced, tokens issued, a Ready node, an audit log); the CRD is served, its schema accepts and
 //! rejects the spec fixtures as the API server says it, and kubectl prints its columns.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::control_plane::{TestNamespace, control_plane, repo_path, run};
+use crate::support::specs::{SpecFixture, spec_fixtures};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -14,8 +14,6 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
 use serde_json::{Value, json};
-use support::control_plane::{TestNamespace, control_plane, repo_path, run};
-use support::specs::{SpecFixture, spec_fixtures};
 
 const CRD_NAME: &str = "poolstatisticswatches.poolwatch.io";
 

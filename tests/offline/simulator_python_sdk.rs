@@ -5,12 +5,10 @@
 //! Needs the SDK that `make python-tools` installs; `make test` exports its interpreter as
 //! `POOLWATCH_PYTHON`. Without it the test fails and says so: it is never skipped.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::simulator::{self as sim, AK, OTHER_PROJECT, PROJECT, SK};
 use serde_json::{Value, json};
-use support::simulator::{self as sim, AK, OTHER_PROJECT, PROJECT, SK};
 
 /// Calls the simulator through the SDK in several ways and prints one JSON object per call.
 const SCRIPT: &str = r#"

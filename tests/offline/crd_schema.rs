@@ -1,16 +1,14 @@
 //! The generated CRD, checked without an API server: its names, columns and status wiring, and
 //! its schema run over every good and bad spec in `tests/fixtures/specs/` with a JSON-schema
 //! validator (patterns, lengths, required fields) and a CEL evaluator (`x-kubernetes-validations`).
-//! The same fixtures are replayed against a real API server in `tests/control_plane.rs`.
+//! The same fixtures are replayed against a real API server in `tests/cluster/control_plane.rs`.
 
-mod support;
-
+use crate::support::specs::spec_fixtures;
 use jsonschema::error::ValidationErrorKind;
 use kube::CustomResourceExt;
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::api::crd::{CRD_PATH, crd_yaml};
 use serde_json::Value;
-use support::specs::spec_fixtures;
 
 fn open_api_schema() -> Value {
     let crd = PoolStatisticsWatch::crd();
@@ -187,7 +185,7 @@ fn printer_columns_show_readiness_and_counts_at_a_glance() {
 
 #[test]
 fn committed_crd_is_what_poolwatch_crd_prints() {
-    let committed = std::fs::read_to_string(support::control_plane::repo_path(CRD_PATH))
+    let committed = std::fs::read_to_string(crate::support::control_plane::repo_path(CRD_PATH))
         .expect("the committed CRD is readable");
     assert!(
         committed == crd_yaml().expect("the CRD renders"),

@@ -6,22 +6,20 @@
 //! Tests that stop the API server use a control plane of their own
 //! (`support::faults::IsolatedControlPlane`), so the other tests never see the outage.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::control_plane::{TestNamespace, run};
+use crate::support::faults::{IsolatedControlPlane, TestPki, resident_kib, scratch_dir};
+use crate::support::operator::{
+    Operator, condition, eventually, has_condition, leader_election_flags, request_refresh,
+};
+use crate::support::simulator::{self, AK, PROJECT, SK, TEMP_AK, TEMP_SK, TOKEN};
+use crate::support::world::{World, counts, created, put_secret};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Fault, FaultKind, SimulatorConfig, SimulatorHandle};
 use serde_json::{Value, json};
-use support::control_plane::{TestNamespace, run};
-use support::faults::{IsolatedControlPlane, TestPki, resident_kib, scratch_dir};
-use support::operator::{
-    Operator, condition, eventually, has_condition, leader_election_flags, request_refresh,
-};
-use support::simulator::{self, AK, PROJECT, SK, TEMP_AK, TEMP_SK, TOKEN};
-use support::world::{World, counts, created, put_secret};
 
 /// Generous bound for things that happen "at once": a poll and a status write.
 const SOON: Duration = Duration::from_secs(25);
@@ -759,8 +757,9 @@ async fn a_watch_cannot_read_a_secret_of_another_namespace() {
 
 #[test]
 fn the_image_runs_as_non_root_on_a_read_only_root_filesystem() {
-    let dockerfile = std::fs::read_to_string(support::control_plane::repo_path("Dockerfile"))
-        .expect("the Dockerfile");
+    let dockerfile =
+        std::fs::read_to_string(crate::support::control_plane::repo_path("Dockerfile"))
+            .expect("the Dockerfile");
     let user = dockerfile
         .lines()
         .rev()
@@ -771,7 +770,7 @@ fn the_image_runs_as_non_root_on_a_read_only_root_filesystem() {
         uid.parse::<u32>().is_ok_and(|uid| uid != 0),
         "the image must run as a numeric non-root user, not {user:?}"
     );
-    let values = std::fs::read_to_string(support::control_plane::repo_path(
+    let values = std::fs::read_to_string(crate::support::control_plane::repo_path(
         "charts/poolwatch/values.yaml",
     ))
     .expect("the chart's values");

@@ -1,20 +1,18 @@
 //! End to end: the real `poolwatch run` binary against the local Kubernetes control plane and the
 //! ModelArts simulator. Each test has its own namespace, simulator and operator process.
 
-mod support;
-
 use std::time::Duration;
 
-use kube::api::DeleteParams;
-use poolwatch::simulator::{Api as SimulatorApi, Fault, RequestFilter, SimulatedCounts};
-use serde_json::json;
-use support::control_plane::{run, summarise};
-use support::operator::{
+use crate::support::control_plane::{run, summarise};
+use crate::support::operator::{
     Operator, condition, eventually, has_condition, leader_election_flags, request_refresh,
     wait_for_watch,
 };
-use support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
-use support::world::{SOON, World, counts, example_counts};
+use crate::support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
+use crate::support::world::{SOON, World, counts, example_counts};
+use kube::api::DeleteParams;
+use poolwatch::simulator::{Api as SimulatorApi, Fault, RequestFilter, SimulatedCounts};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_becomes_ready_with_the_counts_and_kubectl_shows_and_waits_for_it() {

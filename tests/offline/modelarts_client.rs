@@ -1,17 +1,15 @@
 //! The ModelArts client against the in-process simulator: answers, every error class, retries,
 //! Retry-After, bounded bodies, the IAM project lookup and secrets kept out of errors and logs.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::simulator::{self as sim, AK, OTHER_PROJECT, PROJECT, REGION, SK, TOKEN};
 use poolwatch::modelarts::{
     ClientConfig, Clock, Credentials, Endpoint, ErrorClass, ModelArtsError, PoolStatistics,
     RequestRecord, RetryPolicy,
 };
 use poolwatch::simulator::{Api, Fault, FaultKind, RequestFilter, SimulatedCounts};
-use support::simulator::{self as sim, AK, OTHER_PROJECT, PROJECT, REGION, SK, TOKEN};
 
 fn stats_requests(handle: &poolwatch::simulator::SimulatorHandle) -> u64 {
     handle.requests_served(&RequestFilter::api(Api::Statistics))

@@ -1,0 +1,248 @@
+//! The shipped Grafana dashboard and Prometheus alerts, and the image recipe.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard, alerts, image
+
+/// Every series poolwatch exports (README "Metrics"), with the suffixes Prometheus gives them.
+fn known_series() -> BTreeSet<String> {
+    let mut known = BTreeSet::new();
+    for gauge in [
+        "poolwatch_pools",
+        "poolwatch_last_success_timestamp_seconds",
+        "poolwatch_condition",
+        "poolwatch_leader",
+    ] {
+        known.insert(gauge.to_owned());
+    }
+    for counter in [
+        "poolwatch_polls",
+        "poolwatch_status_writes",
+        "poolwatch_rate_limit_waits",
+    ] {
+        known.insert(format!("{counter}_total"));
+    }
+    for histogram in [
+        "poolwatch_upstream_request_duration_seconds",
+        "poolwatch_reconcile_duration_seconds",
+    ] {
+        for suffix in ["_bucket", "_count", "_sum"] {
+            known.insert(format!("{histogram}{suffix}"));
+        }
+    }
+    known
+}
+
+/// The `poolwatch_*` names an expression uses.
+fn series_in(expression: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let bytes = expression.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expression[i..].find("poolwatch_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        let preceded =
+            start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        if !preceded {
+            found.insert(expression[start..end].to_owned());
+        }
+        i = end;
+    }
+    found
+}
+
+fn expressions(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr" | "definition", Value::String(s)) => out.push(s.clone()),
+                    ("query", Value::String(s)) => out.push(s.clone()),
+                    _ => expressions(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| expressions(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_dashboard_shows_pools_failures_polls_and_latency_from_real_series_only() {
+    let dashboard: Value =
+        serde_json::from_str(&read("deploy/grafana/poolwatch-dashboard.json")).expect("valid JSON");
+    let known = known_series();
+    let mut used = BTreeSet::new();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut titles = Vec::new();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = panel["title"].as_str().expect("a title").to_owned();
+        let targets = panel["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{title}: targets"));
+        assert!(!targets.is_empty(), "{title} shows nothing");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("a PromQL expr");
+            let series = series_in(expr);
+            assert!(
+                !series.is_empty(),
+                "{title}: {expr} uses no poolwatch series"
+            );
+            for name in &series {
+                assert!(
+                    known.contains(name),
+                    "{title}: unknown series {name} in {expr}"
+                );
+            }
+            assert_eq!(
+                expr.matches('(').count(),
+                expr.matches(')').count(),
+                "{expr}"
+            );
+            used.extend(series);
+        }
+        titles.push(title);
+    }
+    let mut variables = Vec::new();
+    expressions(&dashboard["templating"], &mut variables);
+    for expr in &variables {
+        for name in series_in(expr) {
+            assert!(known.contains(&name), "variable query uses unknown {name}");
+        }
+    }
+    for needed in [
+        "poolwatch_pools",
+        "poolwatch_condition",
+        "poolwatch_polls_total",
+        "poolwatch_upstream_request_duration_seconds_bucket",
+        "poolwatch_leader",
+    ] {
+        assert!(
+            used.contains(needed),
+            "the dashboard does not show {needed}"
+        );
+    }
+    let ids: BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    assert!(
+        titles.iter().any(|t| t.contains("Failed pools")),
+        "{titles:?}"
+    );
+}
+
+#[test]
+fn the_example_alerts_cover_failed_pools_unready_watches_and_the_operator() {
+    let rule: Value =
+        serde_norway::from_str(&read("deploy/prometheus/poolwatch-alerts.yaml")).unwrap();
+    assert_eq!(rule["kind"], "PrometheusRule");
+    let known = known_series();
+    let mut alerts = BTreeMap::new();
+    for group in rule["spec"]["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let name = rule["alert"]
+                .as_str()
+                .expect("alerting rules only")
+                .to_owned();
+            let expr = rule["expr"].as_str().unwrap();
+            for series in series_in(expr) {
+                assert!(known.contains(&series), "{name}: unknown series {series}");
+            }
+            assert!(rule["for"].is_string(), "{name} has a `for`");
+            assert!(
+                ["warning", "critical"]
+                    .contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
+                "{name} has a severity"
+            );
+            assert!(
+                rule["annotations"]["summary"].is_string(),
+                "{name} has a summary"
+            );
+            assert!(
+                rule["annotations"]["description"].is_string(),
+                "{name} has a description"
+            );
+            alerts.insert(name, expr.to_owned());
+        }
+    }
+    let uses = |needle: &str| alerts.values().any(|e| e.contains(needle));
+    assert!(
+        uses(r#"poolwatch_pools{state="failed"}"#),
+        "failed pools: {alerts:?}"
+    );
+    assert!(
+        uses(r#"poolwatch_condition{type="Ready"}"#),
+        "a watch not Ready: {alerts:?}"
+    );
+    assert!(
+        uses("absent(poolwatch_leader)"),
+        "the operator down: {alerts:?}"
+    );
+    assert!(uses("sum(poolwatch_leader) < 1"), "no leader: {alerts:?}");
+}
+
+#[test]
+fn the_dockerfile_builds_a_locked_static_non_root_image_by_construction() {
+    let dockerfile = read("Dockerfile");
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&str> = instructions
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(
+        froms.len(),
+        2,
+        "a build stage and a runtime stage: {froms:?}"
+    );
+    for from in &froms {
+        let image = from.split_whitespace().nth(1).unwrap();
+        assert!(
+            image.contains(':') || image.contains('@'),
+            "{image} is pinned"
+        );
+        assert!(!image.ends_with(":latest"), "{image} is not latest");
+    }
+    assert!(froms[0].ends_with(" AS build"));
+    assert!(
+        froms[1] == "FROM gcr.io/distroless/static-debian12:nonroot",
+        "distroless static (CA certificates, no shell, no libc): {}",
+        froms[1]
+    );
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    assert!(dockerfile.contains("cargo fetch --locked"));
+    assert!(
+        dockerfile.contains("-unknown-linux-musl"),
+        "a static binary"
+    );
+    let last_user = instructions
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("USER "))
+        .expect("a USER");
+    assert_eq!(*last_user, "USER 65532:65532");
+    let uid = |values: &str| -> Value {
+        serde_norway::from_str::<Value>(values).unwrap()["securityContext"]["runAsUser"].clone()
+    };
+    assert_eq!(
+        uid(&read("charts/poolwatch/values.yaml")),
+        65532,
+        "the chart runs the image's user"
+    );
+    assert!(instructions.last().unwrap().starts_with("CMD [\"run\"]"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/poolwatch\"]"));
+    let ignore = read(".dockerignore");
+    for excluded in ["target/", ".git/"] {
+        assert!(
+            ignore.lines().any(|l| l == excluded),
+            ".dockerignore leaves out {excluded}"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Everything that needs the local Kubernetes control plane (`make test-cluster`): the CRD and
+//! the tools users run against the API server, the real `poolwatch run` binary end to end, its
+//! reliability under faults, and the Helm chart. One binary, so kube and the test support are
+//! linked once; one module per topic.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod chart;
+mod control_plane;
+mod operator;
+mod reliability;

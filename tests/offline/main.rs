@@ -1,0 +1,12 @@
+//! Everything that runs without Kubernetes: the CRD's schema, the ModelArts client and the
+//! simulator (checked by Huawei's official Python SDK too), `poolwatch fetch`, and property
+//! tests over untrusted input. One binary, so the test support is linked once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod crd_schema;
+mod fetch_cli;
+mod modelarts_client;
+mod properties;
+mod simulator_python_sdk;
