@@ -79,6 +79,11 @@ $(PY_VENV)/.installed: tests/python-requirements.txt
 .PHONY: python-tools
 python-tools: $(PY_VENV)/.installed ## Install the pinned Python tools (Huawei SDK, linters).
 
+.PHONY: signing-fixtures-check
+signing-fixtures-check: python-tools ## Fail when Huawei's pinned Python SDK no longer signs as tests/fixtures/signing.json says.
+	@$(PYTHON) tests/signing/generate_fixtures.py | diff -u tests/fixtures/signing.json - \
+		|| { echo "tests/fixtures/signing.json differs from what the pinned SDK signs: read the diff, then run '$(PYTHON) tests/signing/generate_fixtures.py > tests/fixtures/signing.json'." >&2; exit 1; }
+
 # End-to-end tests mostly wait (for polls, for the API server), so they run wider than the
 # machine's core count.
 TEST_THREADS ?= 16
@@ -112,6 +117,7 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory crd-check
 	$(MAKE) --no-print-directory bench-table-check
+	$(MAKE) --no-print-directory signing-fixtures-check
 	$(MAKE) --no-print-directory deny
 	@echo "==> Local control plane (the first start builds Kubernetes from source: minutes)"
 	$(MAKE) --no-print-directory test-cluster

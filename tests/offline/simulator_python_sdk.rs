@@ -1,13 +1,18 @@
 //! The simulator checked by an independent client: Huawei Cloud's official Python SDK
 //! (`huaweicloudsdkmodelarts`' `show_pool_statistics`, `huaweicloudsdkcore`'s signer and IAM
-//! project lookup) gets the right answers and the right errors from it.
+//! project lookup) gets the right answers and the right errors from it, and the SDK's own signer
+//! proves the simulator's signature check: awkward requests accepted, every one-byte change
+//! refused (`tests/signing/sdk_requests.py`).
 //!
 //! Needs the SDK that `make python-tools` installs; `make test` exports its interpreter as
 //! `POOLWATCH_PYTHON`. Without it the test fails and says so: it is never skipped.
 
 use std::process::Command;
 
+use crate::support::control_plane::repo_path;
 use crate::support::simulator::{self as sim, AK, OTHER_PROJECT, PROJECT, SK};
+use poolwatch::modelarts::signer::MAX_CLOCK_SKEW;
+use poolwatch::simulator::SimulatedCounts;
 use serde_json::{Value, json};
 
 /// Calls the simulator through the SDK in several ways and prints one JSON object per call.
@@ -87,25 +92,8 @@ async fn official_python_sdk_gets_the_right_answers_from_the_simulator() {
         .env("SIM_TEMP_SK", sim::TEMP_SK)
         .env("SIM_TOKEN", sim::TOKEN)
         .env("SIM_PROJECT", PROJECT)
-        .env("SIM_OTHER_REGION", sim::OTHER_REGION)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env_remove("HUAWEICLOUD_SDK_IAM_ENDPOINT");
-    let output = tokio::task::spawn_blocking(move || command.output()).await;
-    let output = match output {
-        Ok(Ok(output)) => output,
-        other => panic!("could not run {python}: {other:?}"),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK script failed (is the SDK installed? `make python-tools`):\n{stderr}"
-    );
-    let results: Value = match serde_json::from_str(stdout.trim()) {
-        Ok(v) => v,
-        Err(e) => panic!("the SDK script printed no JSON ({e}):\n{stdout}\n{stderr}"),
-    };
+        .env("SIM_OTHER_REGION", sim::OTHER_REGION);
+    let results = run_script(command).await;
     let by_name = |name: &str| -> Value {
         results
             .as_array()
@@ -187,4 +175,96 @@ async fn official_python_sdk_gets_the_right_answers_from_the_simulator() {
             poolwatch::simulator::Api::Iam
         )) >= 1
     );
+}
+
+/// A workspace id with the `-` and `_` that ModelArts allows.
+const AWKWARD_WORKSPACE: &str = "ws-a_b-1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_signed_awkward_requests_are_accepted_and_every_one_byte_change_is_refused() {
+    let python = python();
+    let handle = sim::start().await;
+    handle.set_counts(
+        PROJECT,
+        AWKWARD_WORKSPACE,
+        SimulatedCounts::new(1, 2, 3, 4, 5),
+    );
+    let host = handle
+        .base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut command = Command::new(&python);
+    command
+        .arg(repo_path("tests/signing/sdk_requests.py"))
+        .env("SIM_HOST", host)
+        .env("SIM_AK", AK)
+        .env("SIM_SK", SK)
+        .env("SIM_TEMP_AK", sim::TEMP_AK)
+        .env("SIM_TEMP_SK", sim::TEMP_SK)
+        .env("SIM_TOKEN", sim::TOKEN)
+        .env("SIM_PROJECT", PROJECT)
+        .env("SIM_WORKSPACE", AWKWARD_WORKSPACE)
+        .env("SIM_SKEW_SECONDS", MAX_CLOCK_SKEW.as_secs().to_string());
+    let results = run_script(command).await;
+
+    let cases = results["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 11, "{results}");
+    for case in cases {
+        assert_eq!(case["status"], case["want"], "not accepted: {case}");
+        if case["want"] == 404 {
+            // Answered by ModelArts, so the gateway verified the signature first.
+            assert_eq!(case["errorCode"], json!("ModelArts.50015001"), "{case}");
+        }
+    }
+    let mutations = results["mutations"].as_u64().expect("a count");
+    assert!(
+        mutations > 1000,
+        "only {mutations} one-byte changes were tried"
+    );
+    let accepted = results["acceptedMutations"].as_array().expect("a list");
+    assert!(
+        accepted.is_empty(),
+        "{} of {mutations} one-byte changes were accepted, first: {:#?}",
+        accepted.len(),
+        &accepted[..accepted.len().min(10)]
+    );
+    for beyond in results["beyondSkew"].as_array().expect("a list") {
+        assert_eq!(
+            json!([beyond["status"], beyond["errorCode"]]),
+            json!([401, "APIGW.0301"]),
+            "{beyond}"
+        );
+    }
+    // Every accepted case reached the simulator's counters as a served request.
+    let served = handle.requests_served(
+        &poolwatch::simulator::RequestFilter::default()
+            .with_project(PROJECT)
+            .with_workspace(AWKWARD_WORKSPACE)
+            .with_status(200),
+    );
+    assert_eq!(served, 9, "statistics answers for the awkward workspace");
+}
+
+/// Runs a Python script of the SDK and parses the one JSON value it prints.
+async fn run_script(mut command: Command) -> Value {
+    command
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env_remove("HUAWEICLOUD_SDK_IAM_ENDPOINT");
+    let program = format!("{command:?}");
+    let output = match tokio::task::spawn_blocking(move || command.output()).await {
+        Ok(Ok(output)) => output,
+        other => panic!("could not run {program}: {other:?}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK script failed (is the SDK installed? `make python-tools`):\n{stderr}"
+    );
+    match serde_json::from_str(stdout.trim()) {
+        Ok(value) => value,
+        Err(e) => panic!("the SDK script printed no JSON ({e}):\n{stdout}\n{stderr}"),
+    }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Generates tests/fixtures/signing.json with Huawei Cloud's official Python SDK signer.
 
-The Rust signer (src/modelarts/signer.rs) is tested against every case in that file, so the
-SDK is needed only to regenerate it, never to run the tests:
+The Rust signer (src/modelarts/signer.rs) is tested against every case in that file by its
+unit tests. `make test` runs this script against the pinned SDK (`make signing-fixtures-check`)
+and fails when its output differs from the committed file; to regenerate it:
 
     make python-tools
     "$POOLWATCH_PYTHON" tests/signing/generate_fixtures.py > tests/fixtures/signing.json
