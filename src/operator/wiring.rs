@@ -32,16 +32,28 @@ const DELETION_SWEEP: Duration = Duration::from_secs(2);
 /// How long a stopping leader waits for its Lease to be released before it exits anyway.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client from the in-cluster config or `KUBECONFIG` that names itself `poolwatch/<version>`
-/// (kube sends no User-Agent), so API server audit logs and RBAC reviews can tell its requests apart.
+/// How this replica names itself to the API server and to ModelArts: `poolwatch/<version>
+/// (<replica identity>)`, so that audit logs on both sides tell poolwatch's requests apart, and
+/// one replica's from another's.
+fn user_agent() -> String {
+    format!(
+        "poolwatch/{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        replica_identity()
+    )
+}
+
+/// A client from the in-cluster config or `KUBECONFIG` that sends [`user_agent`] (kube sends no
+/// User-Agent of its own).
 async fn kubernetes_client() -> Result<Client, kube::Error> {
     let mut config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(concat!("poolwatch/", env!("CARGO_PKG_VERSION"))),
-    ));
+    let agent = http::HeaderValue::from_str(&user_agent()).unwrap_or_else(|_| {
+        // A host name that is not a valid header value: the version alone.
+        http::HeaderValue::from_static(concat!("poolwatch/", env!("CARGO_PKG_VERSION")))
+    });
+    config.headers.push((http::header::USER_AGENT, agent));
     Client::try_from(config)
 }
 
@@ -348,6 +360,7 @@ async fn build_context(
         extra_root_certificates,
         allow_http: args.allow_http_endpoints,
         observer: Some(observer),
+        user_agent: user_agent(),
         ..ClientConfig::default()
     })
     .map_err(StartupError::ModelArtsClient)?;

@@ -293,6 +293,11 @@ async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
     let query = signer::parse_query(&raw_query);
     let target = target(&parts.method, &path, &query);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let record = |access_key_id: Option<String>, status: u16| {
         app.state.record(RequestKey {
             api: target.api,
@@ -300,6 +305,7 @@ async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
             workspace: target.workspace.clone(),
             access_key_id,
             status,
+            user_agent: user_agent.clone(),
         });
     };
     if target.api == Api::Other {

@@ -33,6 +33,9 @@ pub struct RequestFilter {
     /// Only answers with this status (0 for requests left unanswered by a hang).
     #[serde(default)]
     pub status: Option<u16>,
+    /// Only requests whose User-Agent contains this text (a replica's identity, say).
+    #[serde(default)]
+    pub user_agent_containing: Option<String>,
 }
 
 impl RequestFilter {
@@ -65,6 +68,13 @@ impl RequestFilter {
         self
     }
 
+    /// Only requests whose User-Agent contains `text`.
+    #[must_use]
+    pub fn with_user_agent_containing(mut self, text: impl Into<String>) -> Self {
+        self.user_agent_containing = Some(text.into());
+        self
+    }
+
     fn matches(&self, row: &RequestKey) -> bool {
         let scope = |want: &Option<String>, got: &Option<String>| {
             want.as_ref().is_none_or(|w| Some(w) == got.as_ref())
@@ -74,6 +84,11 @@ impl RequestFilter {
             && scope(&self.workspace, &row.workspace)
             && scope(&self.access_key_id, &row.access_key_id)
             && self.status.is_none_or(|s| s == row.status)
+            && self.user_agent_containing.as_ref().is_none_or(|want| {
+                row.user_agent
+                    .as_ref()
+                    .is_some_and(|agent| agent.contains(want.as_str()))
+            })
     }
 }
 
@@ -91,6 +106,8 @@ pub struct RequestKey {
     pub access_key_id: Option<String>,
     /// The status answered (0: never answered).
     pub status: u16,
+    /// The User-Agent sent, if any.
+    pub user_agent: Option<String>,
 }
 
 /// A counter row with its count, as the admin API lists them.
@@ -310,6 +327,7 @@ impl State {
                     workspace: None,
                     access_key_id: Some("(overflow)".to_owned()),
                     status: key.status,
+                    user_agent: None,
                 };
             }
             *i.counters.entry(key).or_default() += 1;
@@ -390,6 +408,7 @@ mod tests {
             workspace: Some("0".to_owned()),
             access_key_id: Some("AK".to_owned()),
             status,
+            user_agent: Some("poolwatch/test (replica-1)".to_owned()),
         }
     }
 

@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use crate::support::control_plane::{run, summarise};
 use crate::support::operator::{
-    Operator, condition, eventually, has_condition, leader_election_flags, request_refresh,
-    wait_for_watch,
+    LEASE, Operator, condition, eventually, has_condition, leader_election_flags, lease_holder,
+    request_refresh, wait_for_watch,
 };
 use crate::support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
 use crate::support::world::{SOON, World, counts, example_counts};
-use kube::api::DeleteParams;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use poolwatch::simulator::{Api as SimulatorApi, Fault, RequestFilter, SimulatedCounts};
 use serde_json::json;
 
@@ -116,7 +119,7 @@ async fn counts_changing_upstream_reach_the_status_and_unchanged_counts_write_no
         "PoolsFailed"
     ));
     let version = watch.metadata.resource_version.clone();
-    let writes = world.status_writes("pools");
+    let writes = world.status_writes("pools").await;
     let polls = world.statistics_requests("0");
 
     // The next scheduled poll finds the same counts: no status write, same resourceVersion.
@@ -126,14 +129,15 @@ async fn counts_changing_upstream_reach_the_status_and_unchanged_counts_write_no
         || async { (world.statistics_requests("0") > polls).then_some(()) },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Whatever that poll led to has reached the audit log once the count has settled.
+    let writes_after = world.status_writes("pools").await;
     let after = world.watches.get("pools").await.unwrap();
     assert_eq!(
         after.metadata.resource_version, version,
         "an unchanged poll rewrote the object"
     );
     assert_eq!(
-        world.status_writes("pools"),
+        writes_after,
         writes,
         "{}",
         summarise(&world.namespace.audit_events())
@@ -393,8 +397,18 @@ async fn deleting_a_watch_stops_its_polls_and_removes_its_metrics() {
     );
 }
 
+/// Who holds the leader Lease of `world`'s namespace, as the API server says, once someone does.
+async fn holder(world: &World) -> String {
+    eventually("a holder of the leader Lease", SOON, || async {
+        lease_holder(&world.namespace.client, &world.namespace.name)
+            .await
+            .filter(|h| !h.is_empty())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn two_replicas_elect_one_leader_and_a_standby_takes_over() {
+async fn only_the_lease_holder_polls_and_writes_and_a_lease_taken_over_through_the_api_stops_it() {
     let world = World::new("leader").await;
     world.create_secret("creds", AK, SK).await;
     let namespace = world.namespace.name.clone();
@@ -405,38 +419,81 @@ async fn two_replicas_elect_one_leader_and_a_standby_takes_over() {
     world.create_watch("pools", "0", "creds").await;
     world.ready("pools").await;
 
-    let first_leads = eventually("exactly one leader", SOON, || async {
-        let (a, b) = (first.leads().await, second.leads().await);
-        (a != b).then_some(a)
-    })
-    .await;
-    let (mut leader, standby) = if first_leads {
-        (first, second)
-    } else {
-        (second, first)
+    // The leader is whom the Lease names, read from the API server, not what a replica says.
+    let holder_identity = holder(&world).await;
+    let (mut leader, standby) = match (first.is(&holder_identity), second.is(&holder_identity)) {
+        (true, false) => (first, second),
+        (false, true) => (second, first),
+        _ => panic!("the Lease names {holder_identity:?}, neither replica"),
     };
-
-    leader.signal("TERM");
-    assert!(
-        leader.wait_exit(Duration::from_secs(10)),
-        "the leader did not stop within 10 s of SIGTERM"
+    for token in ["one", "two", "three"] {
+        request_refresh(&world.watches, "pools", token).await;
+        wait_for_handled_refresh(&world, token);
+    }
+    // Each answer echoed its request into the status: three writes at least, by the leader.
+    assert!(world.status_writes_from("pools", &leader).await >= 3);
+    assert!(world.statistics_requests_from("0", &leader) >= 4);
+    assert_eq!(
+        world.statistics_requests_from("0", &standby),
+        0,
+        "the standby called ModelArts"
     );
-    eventually("the standby to lead", Duration::from_secs(20), || async {
-        standby.leads().await.then_some(())
+    assert_eq!(
+        world.status_writes_from("pools", &standby).await,
+        0,
+        "the standby wrote a status"
+    );
+
+    // Someone takes the Lease over through the API (a failover drill, a replacement that
+    // believes the leader is stuck): the leader must notice, stop polling and exit.
+    let leases = Api::<Lease>::namespaced(world.namespace.client.clone(), &namespace);
+    let now = MicroTime(jiff::Timestamp::now());
+    let takeover = json!({"spec": {
+        "holderIdentity": "someone-else",
+        "acquireTime": now,
+        "renewTime": now,
+        "leaseDurationSeconds": 6,
+    }});
+    leases
+        .patch(LEASE, &PatchParams::default(), &Patch::Merge(&takeover))
+        .await
+        .expect("taking the Lease over");
+    let taken = std::time::Instant::now();
+    assert!(
+        leader.wait_exit(Duration::from_secs(15)),
+        "the leader kept running 15 s after its Lease was taken over"
+    );
+    let status = leader.exit_status().expect("exited");
+    assert!(
+        !status.success(),
+        "a replica that loses its Lease exits non-zero: {status}"
+    );
+    let lost_after = taken.elapsed();
+    let polls_of_old_leader = world.statistics_requests_from("0", &leader);
+
+    // The usurper never renews; the standby takes the Lease once it expires, and polls.
+    let new_holder = eventually("the standby to hold the Lease", SOON, || async {
+        lease_holder(&world.namespace.client, &namespace)
+            .await
+            .filter(|h| standby.is(h))
     })
     .await;
     world
         .simulator
         .set_counts(PROJECT, "0", SimulatedCounts::new(0, 11, 0, 0, 0));
-    request_refresh(&world.watches, "pools", "after-failover").await;
-    wait_for_watch(
-        &world.watches,
-        "pools",
-        "polled by the new leader",
-        SOON,
-        |w| counts(w).and_then(|c| c.created) == Some(11),
-    )
-    .await;
+    request_refresh(&world.watches, "pools", "after-takeover").await;
+    wait_for_handled_refresh(&world, "after-takeover");
+    assert!(
+        world.statistics_requests_from("0", &standby) >= 1,
+        "{new_holder} leads but did not poll"
+    );
+    assert_eq!(
+        world.statistics_requests_from("0", &leader),
+        polls_of_old_leader,
+        "the replica that lost the Lease (exited {lost_after:?} after the takeover) polled again"
+    );
+    let watch = world.watches.get("pools").await.expect("the watch");
+    assert_eq!(counts(&watch).and_then(|c| c.created), Some(11));
 }
 
 /// `kubectl wait` until the watch's status says refresh request `token` was answered: what a

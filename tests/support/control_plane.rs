@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
@@ -223,6 +223,23 @@ impl TestNamespace {
             .into_iter()
             .filter(|event| event["objectRef"]["namespace"] == self.name.as_str())
             .collect()
+    }
+
+    /// This namespace's audit events once every request completed before this call has its
+    /// line. A request's line is written just after its response, so a count read at once can
+    /// miss the write that was just seen; this sends a marker request (a GET of a ConfigMap
+    /// that does not exist) and waits for the marker's line first.
+    pub async fn settled_audit_events(&self) -> Vec<Value> {
+        let marker = unique_name("audit-marker");
+        let _ = Api::<ConfigMap>::namespaced(self.client.clone(), &self.name)
+            .get_opt(&marker)
+            .await;
+        self.audit_events_until(Duration::from_secs(20), |events| {
+            events.iter().any(|e| {
+                e["objectRef"]["name"] == marker.as_str() && e["stage"] == "ResponseComplete"
+            })
+        })
+        .await
     }
 
     /// Polls this namespace's audit events until `done` holds for them (a request's line is

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use poolwatch::api::PoolStatisticsWatch;
@@ -98,12 +99,28 @@ impl Operator {
         self.child.as_ref().map(Child::id).unwrap_or_default()
     }
 
-    /// Sends a signal (`TERM`, `KILL`) to the process.
+    /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to the process.
     pub fn signal(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status();
+        send_signal(self.pid(), signal);
+    }
+
+    /// Whether `holder` (a Lease's `holderIdentity`) names this replica: a replica's identity
+    /// ends with its PID.
+    pub fn is(&self, holder: &str) -> bool {
+        holder.ends_with(&format!("-{}", self.pid()))
+    }
+
+    /// Text that only this replica's User-Agent (`poolwatch/<version> (<identity>)`) contains,
+    /// in the audit log and at the simulator.
+    pub fn agent_marker(&self) -> String {
+        format!("-{})", self.pid())
+    }
+
+    /// How the process ended, once it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits for the process to exit, up to `timeout`; returns whether it did.
@@ -167,6 +184,24 @@ fn send_signal(pid: u32, signal: &str) {
             .arg(pid.to_string())
             .status();
     }
+}
+
+/// The leader Lease's name (`--leader-election-id`'s default).
+pub const LEASE: &str = "poolwatch-leader";
+
+/// The holder of the leader Lease in `namespace` as the API server has it: `None` before the
+/// Lease exists, `Some("")` once released.
+pub async fn lease_holder(client: &kube::Client, namespace: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), namespace)
+        .get_opt(LEASE)
+        .await
+        .unwrap_or_else(|e| panic!("reading Lease {namespace}/{LEASE}: {e}"))?;
+    Some(
+        lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default(),
+    )
 }
 
 /// The flags of a replica that elects a leader through a Lease in `namespace` lasting `lease`.

@@ -215,19 +215,45 @@ impl World {
         )
     }
 
+    /// Statistics requests the simulator served for a workspace of the project from one replica
+    /// (told apart by its User-Agent).
+    pub fn statistics_requests_from(&self, workspace: &str, replica: &Operator) -> u64 {
+        self.simulator.requests_served(
+            &RequestFilter::api(SimulatorApi::Statistics)
+                .with_project(PROJECT)
+                .with_workspace(workspace)
+                .with_user_agent_containing(replica.agent_marker()),
+        )
+    }
+
+    /// Completed status writes of watch `name` in the audit log sent by one replica.
+    pub async fn status_writes_from(&self, name: &str, replica: &Operator) -> usize {
+        let marker = replica.agent_marker();
+        self.count_status_writes(name, |e| {
+            e["userAgent"]
+                .as_str()
+                .is_some_and(|agent| agent.contains(&marker))
+        })
+        .await
+    }
+
     /// Completed status writes of watch `name` in the audit log, whatever their outcome.
-    pub fn status_writes(&self, name: &str) -> usize {
-        self.count_status_writes(name, |_| true)
+    pub async fn status_writes(&self, name: &str) -> usize {
+        self.count_status_writes(name, |_| true).await
     }
 
     /// Completed status writes of watch `name` in the audit log that succeeded (200).
-    pub fn successful_status_writes(&self, name: &str) -> usize {
+    pub async fn successful_status_writes(&self, name: &str) -> usize {
         self.count_status_writes(name, |e| e["responseStatus"]["code"] == 200)
+            .await
     }
 
-    fn count_status_writes(&self, name: &str, keep: impl Fn(&Value) -> bool) -> usize {
+    /// Status writes of watch `name` that `keep` selects, counted once every request completed
+    /// so far is in the audit log.
+    async fn count_status_writes(&self, name: &str, keep: impl Fn(&Value) -> bool) -> usize {
         self.namespace
-            .audit_events()
+            .settled_audit_events()
+            .await
             .iter()
             .filter(|e| {
                 e["objectRef"]["subresource"] == "status"
