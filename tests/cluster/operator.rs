@@ -9,7 +9,7 @@ use crate::support::operator::{
     request_refresh, wait_for_watch,
 };
 use crate::support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
-use crate::support::world::{SOON, World, counts, example_counts};
+use crate::support::world::{ANY_WATCH, SOON, World, counts, example_counts};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
@@ -394,6 +394,73 @@ async fn deleting_a_watch_stops_its_polls_and_removes_its_metrics() {
         world.statistics_requests("0"),
         polls,
         "a deleted watch was polled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_operator_writes_nothing_and_spreads_the_polls_of_current_watches() {
+    const WATCHES: usize = 50;
+    let world = World::new("restart-spread").await.with_credentials().await;
+    let mut first = world.spawn_operator(&[]);
+    let workspaces: Vec<String> = (0..WATCHES).map(|i| format!("w{i}")).collect();
+    for (i, workspace) in workspaces.iter().enumerate() {
+        world.set_created(workspace, i as i64);
+        world
+            .create_watch(&format!("pools-{i}"), workspace, "creds")
+            .await;
+    }
+    for i in 0..WATCHES {
+        world.ready(&format!("pools-{i}")).await;
+    }
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(10)));
+    let polls = |world: &World| -> u64 {
+        workspaces
+            .iter()
+            .map(|w| world.statistics_requests(w))
+            .sum()
+    };
+    let polled_before: Vec<u64> = workspaces
+        .iter()
+        .map(|w| world.statistics_requests(w))
+        .collect();
+
+    let restarted = world.spawn_operator(&[]);
+    let started = std::time::Instant::now();
+    let base = polls(&world);
+    // Every poll after the restart, sampled until one interval plus its jitter has passed.
+    let mut samples: Vec<(Duration, u64)> = Vec::new();
+    while started.elapsed() < Duration::from_secs(34) {
+        samples.push((started.elapsed(), polls(&world) - base));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (workspace, before) in workspaces.iter().zip(&polled_before) {
+        assert!(
+            world.statistics_requests(workspace) > *before,
+            "{workspace} was not polled within one interval of the restart"
+        );
+    }
+    // Uniform over 30 s, a 6 s window holds 10 of the 50 polls on average; a burst holds all.
+    let busiest = samples
+        .iter()
+        .map(|(at, count)| {
+            let end = samples
+                .iter()
+                .take_while(|(later, _)| *later <= *at + Duration::from_secs(6))
+                .last()
+                .map_or(*count, |(_, c)| *c);
+            end - count
+        })
+        .max()
+        .unwrap_or_default();
+    assert!(
+        busiest <= 25,
+        "{busiest} of {WATCHES} polls fell within 6 s of each other: {samples:?}"
+    );
+    assert_eq!(
+        world.status_writes_from(ANY_WATCH, &restarted).await,
+        0,
+        "the restarted operator rewrote statuses that were current"
     );
 }
 

@@ -18,6 +18,9 @@ use super::control_plane::{ControlPlane, TestNamespace};
 use super::operator::{Operator, has_condition, wait_for_watch};
 use super::simulator::{self, AK, PROJECT, SK};
 
+/// The name that stands for every watch where status writes are counted.
+pub const ANY_WATCH: &str = "*";
+
 /// The default bound for things that happen "at once": a poll and a status write.
 pub const SOON: Duration = Duration::from_secs(20);
 
@@ -226,7 +229,8 @@ impl World {
         )
     }
 
-    /// Completed status writes of watch `name` in the audit log sent by one replica.
+    /// Completed status writes of watch `name` (or of any, [`ANY_WATCH`]) in the audit log sent
+    /// by one replica.
     pub async fn status_writes_from(&self, name: &str, replica: &Operator) -> usize {
         let marker = replica.agent_marker();
         self.count_status_writes(name, |e| {
@@ -257,7 +261,7 @@ impl World {
             .iter()
             .filter(|e| {
                 e["objectRef"]["subresource"] == "status"
-                    && e["objectRef"]["name"] == name
+                    && (name == ANY_WATCH || e["objectRef"]["name"] == name)
                     && e["verb"] == "patch"
                     && e["stage"] == "ResponseComplete"
                     && keep(e)
