@@ -12,7 +12,7 @@ use crate::api::PoolStatisticsWatch;
 use crate::modelarts::{ErrorClass, ModelArtsError, PoolStatistics};
 
 use super::context::Context;
-use super::failure::Failure;
+use super::failure::{CredentialsProblem, Failure};
 use super::secrets::LoadedCredentials;
 use super::target::{ProjectSource, SpecError, WatchTarget};
 use super::upstream::{BudgetKey, Reservation, SharedCalls, SharedOutcome, Wanted};
@@ -82,6 +82,19 @@ pub enum Poll {
     Deferred(Duration),
 }
 
+impl Poll {
+    /// Whether ModelArts or IAM refused the keys.
+    fn refused_keys(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed(Failure {
+                credentials: Some(CredentialsProblem::Refused { .. }),
+                ..
+            })
+        )
+    }
+}
+
 impl Context {
     /// Polls once for `request`; `reservation` is the watch's place in its budget's queue.
     pub async fn poll(
@@ -102,13 +115,40 @@ impl Context {
             Ok(loaded) => loaded,
             Err(error) => return Poll::Failed(Failure::from_credentials(&error)),
         };
-        let project_id = match self.project_id(target, &loaded, reservation).await {
+        let poll = self.call(request, target, &loaded, reservation).await;
+        if !poll.refused_keys() {
+            return poll;
+        }
+        // Refused keys may have been rotated since they were read (a read reused for a few
+        // seconds, a call retried after a wait): read the Secret again at once and, if it
+        // changed, poll with the new keys rather than stall on keys that were already replaced.
+        match self
+            .secrets
+            .credentials(request.namespace, secret, true)
+            .await
+        {
+            Ok(fresh) if fresh.version != loaded.version => {
+                self.call(request, target, &fresh, reservation).await
+            }
+            _ => poll,
+        }
+    }
+
+    /// The project id, then the statistics, with the keys of `loaded`.
+    async fn call(
+        &self,
+        request: &PollRequest<'_>,
+        target: &WatchTarget,
+        loaded: &LoadedCredentials,
+        reservation: &mut Option<Reservation>,
+    ) -> Poll {
+        let project_id = match self.project_id(target, loaded, reservation).await {
             Ok(project_id) => project_id,
             Err(poll) => return poll,
         };
         let call = StatisticsCall {
             target,
-            loaded: &loaded,
+            loaded,
             project_id,
         };
         self.statistics(request, call, reservation).await

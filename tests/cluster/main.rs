@@ -8,5 +8,6 @@ mod support;
 
 mod chart;
 mod control_plane;
+mod credentials;
 mod operator;
 mod reliability;

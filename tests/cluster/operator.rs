@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::control_plane::{run, summarise};
 use crate::support::operator::{
-    LEASE, Operator, condition, eventually, has_condition, leader_election_flags, lease_holder,
+    LEASE, Operator, eventually, has_condition, leader_election_flags, lease_holder,
     request_refresh, wait_for_watch,
 };
 use crate::support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
@@ -14,7 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use poolwatch::simulator::{Api as SimulatorApi, Fault, RequestFilter, SimulatedCounts};
+use poolwatch::simulator::{Fault, SimulatedCounts};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,70 +244,6 @@ async fn throttling_with_retry_after_is_honoured() {
         &world.watches,
         "pools",
         "recovered",
-        Duration::from_secs(40),
-        |w| has_condition(w, "Ready", "True", "Synced"),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn refused_keys_stall_without_a_retry_loop_until_the_secret_is_fixed() {
-    let world = World::new("bad-keys").await;
-    world.create_secret("creds", AK, "not-the-secret-key").await;
-    let world = world.start_operator(&[]);
-    world.create_watch("pools", "0", "creds").await;
-
-    let watch = wait_for_watch(&world.watches, "pools", "stalled", SOON, |w| {
-        has_condition(w, "Stalled", "True", "AuthenticationFailed")
-    })
-    .await;
-    assert!(has_condition(
-        &watch,
-        "Ready",
-        "False",
-        "AuthenticationFailed"
-    ));
-    let refused = world
-        .simulator
-        .requests_served(&RequestFilter::api(SimulatorApi::Statistics).with_status(401));
-    assert_eq!(refused, 1, "a 401 must not be retried");
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let later = world
-        .simulator
-        .requests_served(&RequestFilter::api(SimulatorApi::Statistics).with_status(401));
-    assert_eq!(later, 1, "refused keys were tried again without a change");
-
-    world.create_secret("creds", AK, SK).await;
-    wait_for_watch(
-        &world.watches,
-        "pools",
-        "Ready with fixed keys",
-        Duration::from_secs(40),
-        |w| {
-            has_condition(w, "Ready", "True", "Synced")
-                && has_condition(w, "Stalled", "False", "Synced")
-        },
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_missing_secret_stalls_until_it_is_created() {
-    let world = World::new("no-secret").await.start_operator(&[]);
-    world.create_watch("pools", "0", "creds").await;
-    let watch = wait_for_watch(&world.watches, "pools", "stalled", SOON, |w| {
-        has_condition(w, "Stalled", "True", "CredentialsNotFound")
-    })
-    .await;
-    let (_, reason) = condition(&watch, "Ready").unwrap();
-    assert_eq!(reason, "CredentialsNotFound");
-    assert_eq!(world.statistics_requests("0"), 0);
-
-    world.create_secret("creds", AK, SK).await;
-    wait_for_watch(
-        &world.watches,
-        "pools",
-        "Ready once the Secret exists",
         Duration::from_secs(40),
         |w| has_condition(w, "Ready", "True", "Synced"),
     )
