@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use super::metrics::render;
 
-/// Whether the operator is ready to serve: set once it has reached the Kubernetes API.
+/// Whether the operator is ready: the Kubernetes API server answered its latest check.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 
@@ -87,7 +87,7 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the Kubernetes API has not been reached yet",
+            "not ready: the Kubernetes API server does not answer",
         )
     }
 }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::api::PoolStatisticsWatchStatus;
 use crate::lock::lock;
 
+use super::failure::Failure;
 use super::schedule;
 use super::status::{self, READY};
 use super::upstream::Reservation;
@@ -31,6 +32,9 @@ pub struct WatchMemory {
     pub schedule: schedule::Memory,
     /// Set while the watch is stalled on its credentials (missing Secret or refused keys).
     pub stalled_on_secret: Option<StalledOnSecret>,
+    /// The latest poll's failure while polls keep failing; shown again, with `Ready` False,
+    /// when the last good counts turn stale between two polls.
+    pub failing: Option<Failure>,
     /// A status computed but not yet written (the write failed); written before anything else.
     pub unwritten: Option<PoolStatisticsWatchStatus>,
     /// This watch's place in its upstream budget's queue, once it had to wait for one.

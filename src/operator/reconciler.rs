@@ -160,7 +160,16 @@ impl<'a> WatchReconciler<'a> {
             }
             Decision::PollNow(reason) => reason,
             Decision::WaitUntil(_) if self.secret_changed().await => PollReason::Due,
-            Decision::WaitUntil(_) => return Ok(self.requeue()),
+            Decision::WaitUntil(_) => {
+                if let Some(failure) = self.turned_stale() {
+                    let outcome = Outcome::Failed {
+                        failure,
+                        counts_fresh: false,
+                    };
+                    self.apply(&outcome).await?;
+                }
+                return Ok(self.requeue());
+            }
         };
         debug!(?reason, "polling");
         // A new generation is shown as Reconciling before its poll, so that kstatus readers
@@ -211,6 +220,7 @@ impl<'a> WatchReconciler<'a> {
         let attempt = attempt_of(&self.request, self.interval, now);
         self.memory.schedule.record_success(&attempt);
         self.memory.stalled_on_secret = None;
+        self.memory.failing = None;
         self.ctx.metrics.set_last_success(
             &self.labels(),
             Timestamp::now().as_millisecond() as f64 / 1000.0,
@@ -220,6 +230,17 @@ impl<'a> WatchReconciler<'a> {
             operation_time: statistics.operation_time.clone(),
             project_id,
         }
+    }
+
+    /// The failure to show again now that the last good counts of a failing watch turned
+    /// stale, if they just did: `Ready` turns False when they do, not at the next retry.
+    fn turned_stale(&self) -> Option<Failure> {
+        let failure = self.memory.failing.as_ref()?;
+        let stale = !self
+            .memory
+            .schedule
+            .counts_fresh(self.interval, Instant::now());
+        (stale && status::is_true(&self.status, status::READY)).then(|| failure.clone())
     }
 
     fn failed(&mut self, mut failure: Failure) -> Outcome {
@@ -240,6 +261,7 @@ impl<'a> WatchReconciler<'a> {
             failure.message
         );
         failure.message = shorten(&failure.message);
+        self.memory.failing = Some(failure.clone());
         Outcome::Failed {
             failure,
             counts_fresh,
@@ -365,15 +387,22 @@ impl<'a> WatchReconciler<'a> {
         }
     }
 
-    /// When to look at the watch again: its next poll, or its next Secret check if sooner.
+    /// When to look at the watch again: its next poll, its next Secret check, or the moment
+    /// a failing watch's last good counts turn stale, whichever comes first.
     fn requeue(&self) -> Next {
         let now = Instant::now();
         let due = self.memory.schedule.next_due.unwrap_or(now + self.interval);
-        let wake = self
+        let secret_check = self.memory.stalled_on_secret.as_ref().map(|s| s.next_check);
+        let turns_stale = self
             .memory
-            .stalled_on_secret
+            .failing
             .as_ref()
-            .map_or(due, |stalled| stalled.next_check.min(due));
+            .and(self.memory.schedule.stale_at(self.interval))
+            .filter(|at| *at > now);
+        let wake = [secret_check, turns_stale]
+            .into_iter()
+            .flatten()
+            .fold(due, Instant::min);
         Next::In(wake.saturating_duration_since(now))
     }
 

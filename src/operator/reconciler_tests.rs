@@ -360,3 +360,60 @@ async fn a_refresh_request_made_while_no_operator_led_is_answered_at_once_and_re
     assert_eq!(patches.len(), 3, "{:?}", fixture.api.lines());
     assert_eq!(patches[2]["status"]["lastHandledRefreshRequest"], "t2");
 }
+
+#[tokio::test]
+async fn a_failing_watch_turns_ready_false_when_its_counts_turn_stale_not_at_its_next_retry() {
+    let fixture = Fixture::new().await;
+    let watch = PoolStatisticsWatch::test(&fixture.simulator);
+    reconcile_once(&fixture, &watch).await.expect("reconciled");
+    let ready = written(&fixture.api.status_patches()[1]);
+    let watch = watch.with_status(ready);
+    let failing = |last_success: Duration| {
+        let mut memory = WatchMemory::default();
+        memory.schedule.polled_generation = Some(1);
+        memory.schedule.last_success = Some(Instant::now() - last_success);
+        memory.schedule.next_due = Some(Instant::now() + Duration::from_secs(20));
+        memory.failing = Some(Failure {
+            reason: "NetworkError",
+            message: "connection refused".to_owned(),
+            retry: crate::operator::failure::Retry::Transient { after: None },
+            credentials: None,
+        });
+        memory
+    };
+    let requests_before = fixture.api.requests().len();
+
+    // Still fresh for 10 s, the retry 20 s away: look again when they turn stale.
+    remember(
+        &fixture,
+        NAME,
+        failing(INTERVAL * 3 - Duration::from_secs(10)),
+    );
+    let next = reconcile_once(&fixture, &watch).await.expect("reconciled");
+    assert!(waits_about(next, Duration::from_millis(10_010)), "{next:?}");
+    assert_eq!(fixture.api.requests().len(), requests_before);
+
+    // Stale now, the retry still 20 s away: Ready False at once, without a poll.
+    remember(
+        &fixture,
+        NAME,
+        failing(INTERVAL * 3 + Duration::from_secs(1)),
+    );
+    let next = reconcile_once(&fixture, &watch).await.expect("reconciled");
+    let patches = fixture.api.status_patches();
+    assert_eq!(patches.len(), 3, "{:?}", fixture.api.lines());
+    assert_eq!(
+        condition(&patches[2], "Ready"),
+        pair("False", "NetworkError")
+    );
+    assert_eq!(
+        patches[2]["status"]["pools"]["created"], 9,
+        "the counts stay"
+    );
+    assert_eq!(
+        statistics_calls(&fixture),
+        1,
+        "no poll before the retry is due"
+    );
+    assert!(waits_about(next, Duration::from_secs(20)), "{next:?}");
+}

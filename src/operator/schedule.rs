@@ -176,8 +176,14 @@ impl Memory {
     /// Whether the last good counts are still fresh enough to keep `Ready` true through a
     /// transient failure: the last success is at most [`FRESH_INTERVALS`] intervals old.
     pub fn counts_fresh(&self, interval: Duration, now: Instant) -> bool {
+        self.stale_at(interval).is_some_and(|stale| now < stale)
+    }
+
+    /// The first instant at which the last good counts are no longer fresh: just after
+    /// [`FRESH_INTERVALS`] intervals from the last success.
+    pub fn stale_at(&self, interval: Duration) -> Option<Instant> {
         self.last_success
-            .is_some_and(|at| now.saturating_duration_since(at) <= interval * FRESH_INTERVALS)
+            .map(|at| at + interval * FRESH_INTERVALS + Duration::from_millis(1))
     }
 }
 

@@ -29,6 +29,10 @@ use crate::modelarts::{ClientConfig, ModelArtsClient, RequestObserver};
 
 /// How often deleted watches are looked for.
 const DELETION_SWEEP: Duration = Duration::from_secs(2);
+/// How often `/readyz` asks the API server whether it answers.
+const READINESS_PERIOD: Duration = Duration::from_secs(5);
+/// How long that question may take before the API server counts as not answering.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a stopping leader waits for its Lease to be released before it exits anyway.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -200,6 +204,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         .await
         .map_err(StartupError::KubernetesUnreachable)?;
     readiness.set(true);
+    tokio::spawn(follow_api_server(client.clone(), readiness));
     let context = Arc::new(build_context(&args, client.clone(), Arc::clone(&metrics)).await?);
     if !args.leader_elect {
         metrics.set_leader(true);
@@ -237,6 +242,26 @@ async fn serve_endpoints(args: &RunArgs) -> Result<(Arc<Metrics>, Readiness), St
         endpoints::serve_probes(probe_listener, readiness.clone()),
     ));
     Ok((metrics, readiness))
+}
+
+/// Keeps `/readyz` in step with the API server: not ready while it does not answer (down,
+/// frozen, unreachable), ready again once it does. Checked every [`READINESS_PERIOD`], each check
+/// bounded by [`READINESS_TIMEOUT`] so that a frozen server counts as down.
+async fn follow_api_server(client: Client, readiness: Readiness) {
+    loop {
+        tokio::time::sleep(READINESS_PERIOD).await;
+        let answered = tokio::time::timeout(READINESS_TIMEOUT, client.apiserver_version())
+            .await
+            .is_ok_and(|version| version.is_ok());
+        if answered != readiness.is_ready() {
+            if answered {
+                info!("the Kubernetes API server answers again: ready");
+            } else {
+                warn!("the Kubernetes API server does not answer: not ready");
+            }
+        }
+        readiness.set(answered);
+    }
 }
 
 /// A replica that runs the controllers only while it holds the leader Lease.

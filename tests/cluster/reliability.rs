@@ -207,6 +207,70 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_api_server_makes_the_operator_unready_and_loses_no_counts() {
+    let isolated = IsolatedControlPlane::start("reliability-freeze");
+    let scene = scene_on(isolated.namespace("freeze").await, simulator::start().await).await;
+    scene.set_created("f", 1);
+    scene.create_watch("pools", "f", "creds").await;
+    let mut operator = scene.spawn_operator(&[]);
+    scene.ready("pools").await;
+    let ok = (200, "ok".to_owned());
+    assert_eq!(operator.probe("healthz").await, ok);
+    assert_eq!(operator.probe("readyz").await, ok);
+
+    // New counts, answered slowly: the API server freezes while the poll is in flight, so
+    // the status write that follows hangs.
+    scene.set_created("f", 2);
+    scene.simulator.inject(
+        Fault::new(FaultKind::Latency { millis: 3000 })
+            .times(1)
+            .for_workspace("f"),
+    );
+    let served = scene.statistics_requests("f");
+    request_refresh(&scene.watches, "pools", "during-freeze").await;
+    eventually("the poll in flight", SOON, || async {
+        (scene.simulator.stats().in_flight > 0).then_some(())
+    })
+    .await;
+    let frozen = isolated.freeze_api_server();
+    eventually("the slow answer", SOON, || async {
+        (scene.statistics_requests("f") > served).then_some(())
+    })
+    .await;
+    let (code, body) = eventually("/readyz to fail", SOON, || async {
+        let answer = operator.probe("readyz").await;
+        (answer.0 == 503).then_some(answer)
+    })
+    .await;
+    assert!(body.contains("API server"), "{code} {body}");
+    assert_eq!(operator.probe("healthz").await, ok, "alive while frozen");
+    drop(frozen);
+
+    let watch = scene
+        .wait(
+            "pools",
+            "showing the counts polled while frozen",
+            WATCHER_RECONNECT * 2,
+            |w| created(w) == Some(2),
+        )
+        .await;
+    assert!(has_condition(&watch, "Ready", "True", "Synced"));
+    eventually("/readyz to recover", SOON, || async {
+        (operator.probe("readyz").await == ok).then_some(())
+    })
+    .await;
+    assert_eq!(
+        scene.statistics_requests("f"),
+        served + 1,
+        "the hung write must not cause another upstream call"
+    );
+    assert!(
+        !operator.wait_exit(Duration::from_millis(100)),
+        "the operator exited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_killed_leader_is_replaced_within_the_lease_duration_and_sigterm_releases_the_lease() {
     let scene = new_scene("leader-kill").await;
     scene.create_watch("pools", "0", "creds").await;
@@ -289,11 +353,20 @@ async fn refused_connections_keep_the_counts_then_turn_ready_false_and_recover()
             json!({"endpoint": upstream.base_url()}),
         )
         .await;
-    // Long enough that the hung request is surely still in flight when the other watches
-    // are answered, however loaded the machine.
-    let _operator = scene.spawn_operator(&["--upstream-timeout", "8s"]);
+    let operator = scene.spawn_operator(&["--upstream-timeout", "3s"]);
     scene.ready("pools").await;
     upstream.shutdown().await;
+    // The operator's own record of its last success, from a running operator.
+    let series = format!(
+        r#"poolwatch_last_success_timestamp_seconds{{namespace="{}",name="pools"}}"#,
+        scene.namespace.name
+    );
+    let last_success = metric(&operator.metrics().await, &series);
+    let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    assert!(
+        last_success > now - 60.0 && last_success <= now,
+        "{series} is {last_success}, now is {now}"
+    );
 
     // Within the freshness window (3 intervals = 90 s) the last counts stay, Ready True.
     scene
@@ -315,6 +388,20 @@ async fn refused_connections_keep_the_counts_then_turn_ready_false_and_recover()
         .await;
     assert_eq!(created(&stale), Some(9));
     assert!(has_condition(&stale, "Stalled", "False", "NetworkError"));
+    // When it turned False, by the operator's own clock: three intervals (90 s) after the last
+    // success, not before, and not as late as the next retry (up to an interval later).
+    let flipped = stale
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.last_transition_time.0.as_second() as f64)
+        .expect("a Ready condition");
+    let after = flipped - last_success;
+    assert!(
+        (89.0..=95.0).contains(&after),
+        "Ready turned False {after:.1} s after the last success; three intervals are 90 s"
+    );
 
     let mut config = SimulatorConfig::new(simulator::setup());
     config.listen = addr;

@@ -72,7 +72,15 @@ impl IsolatedControlPlane {
             .unwrap_or_else(|| panic!("apiserver.sh pid printed {pid:?}"))
     }
 
-    /// Freezes (`STOP`) or thaws (`CONT`) the API server process: requests hang, then go on.
+    /// Freezes the API server process (`SIGSTOP`): connections are accepted by the kernel,
+    /// requests hang. Thawed (`SIGCONT`) when the guard is dropped, also when a test fails, so
+    /// the control plane can be stopped.
+    pub fn freeze_api_server(&self) -> FrozenApiServer<'_> {
+        self.signal_api_server("STOP");
+        FrozenApiServer(self)
+    }
+
+    /// Sends `signal` to the API server process.
     pub fn signal_api_server(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
@@ -80,6 +88,15 @@ impl IsolatedControlPlane {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} of the API server failed");
+    }
+}
+
+/// A frozen API server; thawed when dropped.
+pub struct FrozenApiServer<'a>(&'a IsolatedControlPlane);
+
+impl Drop for FrozenApiServer<'_> {
+    fn drop(&mut self) {
+        self.0.signal_api_server("CONT");
     }
 }
 

@@ -145,6 +145,15 @@ impl Operator {
             .any(|line| line == "poolwatch_leader 1")
     }
 
+    /// `GET` of a probe (`healthz`, `readyz`): its status code and body.
+    pub async fn probe(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}/{path}", self.probes_url))
+            .await
+            .unwrap_or_else(|e| panic!("/{path} does not answer: {e}"));
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
     /// The metrics page.
     pub async fn metrics(&self) -> String {
         reqwest::get(&self.metrics_url)
