@@ -26,7 +26,7 @@ pub use setup::{
     ProjectConfig, SimulatedCounts, SimulatorSetup,
 };
 pub use state::{ActiveFault, RequestCount, RequestFilter, RequestKey, SimulatorStats};
-pub use tls::TlsIdentity;
+pub use tls::{TlsIdentity, TlsListener};
 
 use crate::modelarts::{Clock, Endpoint};
 use state::State;

@@ -68,14 +68,15 @@ impl TlsIdentity {
 
 /// Accepts TCP connections and completes their handshakes in the background: a client that
 /// never finishes its handshake holds up nobody else.
-pub(crate) struct TlsListener {
+pub struct TlsListener {
     addr: SocketAddr,
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     acceptor_task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    pub(crate) fn new(listener: TcpListener, identity: &TlsIdentity) -> Result<Self, String> {
+    /// Serves TLS with `identity` on `listener`; `Err` says what is wrong with the identity.
+    pub fn new(listener: TcpListener, identity: &TlsIdentity) -> Result<Self, String> {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("no local address: {e}"))?;

@@ -1,13 +1,15 @@
 //! End to end: the real `poolwatch run` binary against the local Kubernetes control plane and the
 //! ModelArts simulator. Each test has its own namespace, simulator and operator process.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::control_plane::{run, summarise};
+use crate::support::control_plane::{repo_path, run, summarise};
 use crate::support::operator::{
     LEASE, Operator, eventually, has_condition, leader_election_flags, lease_holder,
     request_refresh, wait_for_watch,
 };
+use crate::support::series::{exposed_series, family};
 use crate::support::simulator::{AK, OPERATION_TIME, PROJECT, SK};
 use crate::support::world::{ANY_WATCH, SOON, World, counts, example_counts};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -118,6 +120,27 @@ async fn counts_changing_upstream_reach_the_status_and_unchanged_counts_write_no
         "False",
         "PoolsFailed"
     ));
+    // Users see it in `kubectl get events` too, as a Warning about the watch.
+    let event = eventually("the PoolsFailed event", SOON, || async {
+        let text = run(world.namespace.kubectl().args([
+            "get",
+            "events",
+            "--field-selector",
+            "reason=PoolsFailed",
+            "-o",
+            "json",
+        ]))
+        .ok()?;
+        let list: serde_json::Value = serde_json::from_str(&text).ok()?;
+        list["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(event["type"], "Warning", "{event}");
+    assert_eq!(event["involvedObject"]["name"], "pools", "{event}");
+    assert_eq!(
+        event["involvedObject"]["kind"], "PoolStatisticsWatch",
+        "{event}"
+    );
     let version = watch.metadata.resource_version.clone();
     let writes = world.status_writes("pools").await;
     let polls = world.statistics_requests("0");
@@ -562,4 +585,51 @@ async fn a_refresh_request_survives_sigterm_and_sigkill_failovers_and_a_restart(
     let _restarted = Operator::start(&namespace, &flags);
     wait_for_handled_refresh(&world, "while-stopped");
     assert!(world.statistics_requests("0") > polls_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_documents_exactly_the_series_a_running_operator_exposes() {
+    let exposed: BTreeSet<String> = exposed_series()
+        .await
+        .iter()
+        .map(|sample| family(sample).to_owned())
+        .collect();
+    let readme = std::fs::read_to_string(repo_path("README.md")).expect("the README");
+    let documented: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `poolwatch_"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(|name| format!("poolwatch_{name}"))
+        .collect();
+    assert_eq!(
+        documented, exposed,
+        "the README's Metrics table and a running operator's /metrics differ"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_for_one_namespace_ignores_watches_elsewhere() {
+    // Created first, so the operator's first list would include it if it looked there.
+    let elsewhere = World::new("elsewhere").await.with_credentials().await;
+    elsewhere.create_watch("pools", "0", "creds").await;
+    request_refresh(&elsewhere.watches, "pools", "ignored").await;
+    let world = World::running("watched").await;
+    world.create_watch("pools", "0", "creds").await;
+    world.ready("pools").await;
+    request_refresh(&world.watches, "pools", "answered").await;
+    wait_for_watch(&world.watches, "pools", "answered", SOON, |w| {
+        w.status
+            .as_ref()
+            .and_then(|s| s.last_handled_refresh_request.as_deref())
+            == Some("answered")
+    })
+    .await;
+
+    let ignored = elsewhere.watches.get("pools").await.expect("the watch");
+    assert!(ignored.status.is_none(), "{:?}", ignored.status);
+    assert_eq!(
+        elsewhere.simulator.stats().total,
+        0,
+        "ModelArts was called for a watch outside --watch-namespace"
+    );
 }

@@ -15,6 +15,7 @@ use crate::support::operator::{
     request_refresh,
 };
 use crate::support::simulator::{self, AK, PROJECT, SK, TEMP_AK, TEMP_SK, TOKEN};
+use crate::support::webhook::StatusWriteFaults;
 use crate::support::world::{World, counts, created, put_secret};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -204,6 +205,38 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
         metric(&metrics, r#"poolwatch_status_writes_total{result="error"}"#) >= 1.0,
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_writes_answered_with_500_and_409_are_retried_and_lose_no_counts() {
+    let scene = new_scene("write-errors").await;
+    scene.set_created("w", 1);
+    scene.create_watch("pools", "w", "creds").await;
+    let operator = scene.spawn_operator(&[]);
+    scene.ready("pools").await;
+    let faults = StatusWriteFaults::install(&scene.namespace, "pools").await;
+
+    faults.refuse_next(&[500, 409]);
+    scene.set_created("w", 2);
+    let served = scene.statistics_requests("w");
+    request_refresh(&scene.watches, "pools", "through-errors").await;
+    let watch = scene
+        .wait("pools", "showing the new counts", SOON, |w| {
+            created(w) == Some(2)
+        })
+        .await;
+    assert!(has_condition(&watch, "Ready", "True", "Synced"));
+    assert_eq!(faults.refused(), 2, "the API server refused two writes");
+    assert_eq!(
+        scene.statistics_requests("w"),
+        served + 1,
+        "a refused status write must not cause another upstream call"
+    );
+    let metrics = operator.metrics().await;
+    for result in ["error", "conflict", "success"] {
+        let series = format!(r#"poolwatch_status_writes_total{{result="{result}"}}"#);
+        assert!(metric(&metrics, &series) >= 1.0, "{series}:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,8 @@ pub mod control_plane;
 pub mod faults;
 pub mod gitops;
 pub mod operator;
+pub mod series;
 pub mod simulator;
 pub mod specs;
+pub mod webhook;
 pub mod world;

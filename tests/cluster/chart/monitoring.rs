@@ -1,38 +1,10 @@
 //! The shipped Grafana dashboard and Prometheus alerts, and the image recipe.
 
 use super::*;
+use crate::support::series::exposed_series;
 
 // ---------------------------------------------------------------------------------------------
-// Dashboard, alerts, image
-
-/// Every series poolwatch exports (README "Metrics"), with the suffixes Prometheus gives them.
-fn known_series() -> BTreeSet<String> {
-    let mut known = BTreeSet::new();
-    for gauge in [
-        "poolwatch_pools",
-        "poolwatch_last_success_timestamp_seconds",
-        "poolwatch_condition",
-        "poolwatch_leader",
-    ] {
-        known.insert(gauge.to_owned());
-    }
-    for counter in [
-        "poolwatch_polls",
-        "poolwatch_status_writes",
-        "poolwatch_rate_limit_waits",
-    ] {
-        known.insert(format!("{counter}_total"));
-    }
-    for histogram in [
-        "poolwatch_upstream_request_duration_seconds",
-        "poolwatch_reconcile_duration_seconds",
-    ] {
-        for suffix in ["_bucket", "_count", "_sum"] {
-            known.insert(format!("{histogram}{suffix}"));
-        }
-    }
-    known
-}
+// Dashboard, alerts, image: every series they use is one a running operator exposes.
 
 /// The `poolwatch_*` names an expression uses.
 fn series_in(expression: &str) -> BTreeSet<String> {
@@ -71,11 +43,11 @@ fn expressions(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn the_dashboard_shows_pools_failures_polls_and_latency_from_real_series_only() {
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_shows_pools_failures_polls_and_latency_from_real_series_only() {
     let dashboard: Value =
         serde_json::from_str(&read("deploy/grafana/poolwatch-dashboard.json")).expect("valid JSON");
-    let known = known_series();
+    let known = exposed_series().await;
     let mut used = BTreeSet::new();
     let panels = dashboard["panels"].as_array().expect("panels");
     let mut titles = Vec::new();
@@ -134,12 +106,12 @@ fn the_dashboard_shows_pools_failures_polls_and_latency_from_real_series_only() 
     );
 }
 
-#[test]
-fn the_example_alerts_cover_failed_pools_unready_watches_and_the_operator() {
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_alerts_cover_failed_pools_unready_watches_and_the_operator() {
     let rule: Value =
         serde_norway::from_str(&read("deploy/prometheus/poolwatch-alerts.yaml")).unwrap();
     assert_eq!(rule["kind"], "PrometheusRule");
-    let known = known_series();
+    let known = exposed_series().await;
     let mut alerts = BTreeMap::new();
     for group in rule["spec"]["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
