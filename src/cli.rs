@@ -17,6 +17,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator: poll ModelArts for every PoolStatisticsWatch and write their status.
+    // A flag given twice takes its last value, as Go programs' flags do: the chart appends
+    // `extraArgs` after the flags it renders, so `--upstream-timeout=10s` there overrides them.
+    #[command(args_override_self = true)]
     Run(crate::operator::RunArgs),
     /// Print the PoolStatisticsWatch CustomResourceDefinition as YAML.
     Crd,
@@ -52,5 +55,30 @@ fn print_crd() -> ExitCode {
             eprintln!("error: could not render the CRD: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn a_run_flag_given_twice_takes_its_last_value_and_repeatable_ones_add_up() {
+        let cli = Cli::try_parse_from([
+            "poolwatch",
+            "run",
+            "--upstream-timeout=30s",
+            "--watch-namespace=a",
+            "--watch-namespace=b",
+            "--upstream-timeout=10s",
+        ])
+        .expect("the chart's extraArgs may repeat a rendered flag");
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.upstream_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(args.watch_namespaces, ["a", "b"]);
     }
 }

@@ -55,14 +55,29 @@ impl Operator {
     /// Starts `poolwatch run` with `flags` only (no namespace: every namespace unless `flags`
     /// name some) against the API server of `kubeconfig`, logging at `log_level`.
     pub fn start_with(kubeconfig: &std::path::Path, log_level: &str, flags: &[&str]) -> Self {
-        let metrics = free_address();
-        let probes = free_address();
+        let (metrics, probes) = (free_address(), free_address());
+        let mut args: Vec<String> = ["run", "--metrics-bind-address", &metrics]
+            .into_iter()
+            .chain(["--health-probe-bind-address", &probes])
+            .chain(["--log-format", "json", "--log-level", log_level])
+            .map(str::to_owned)
+            .collect();
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
+        Self::spawn(kubeconfig, &args, &[], &metrics, &probes)
+    }
+
+    /// Starts the binary with exactly `args` and `env` (plus `KUBECONFIG`); `metrics` and
+    /// `probes` are the addresses those arguments make it listen on.
+    pub fn spawn(
+        kubeconfig: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+        metrics: &str,
+        probes: &str,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_poolwatch"))
-            .arg("run")
-            .args(["--metrics-bind-address", &metrics])
-            .args(["--health-probe-bind-address", &probes])
-            .args(["--log-format", "json", "--log-level", log_level])
-            .args(flags)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

@@ -8,6 +8,7 @@ mod helm;
 mod monitoring;
 mod rbac;
 mod render;
+mod runs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
