@@ -1,6 +1,8 @@
 //! The soak: 200 watches on a control plane of their own, random upstream faults and changing
 //! counts for `SOAK_MINUTES` (default 30), one API server restart halfway, then a report and a
-//! final check that every watch shows the simulator's current counts with Ready True.
+//! final check: all 200 watches are there and show the simulator's current counts with Ready
+//! True, the operator's memory did not creep by more than 32 MiB after every watch was Ready,
+//! and its peak stayed under the chart's 256 MiB limit.
 //!
 //! `make soak` (or `SOAK_MINUTES=3 make soak`) runs it; `make test` does not.
 
@@ -16,8 +18,8 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Fault, FaultKind, SimulatedCounts};
 use serde_json::json;
-use support::faults::{IsolatedControlPlane, resident_kib};
-use support::operator::{Operator, has_condition};
+use support::faults::{IsolatedControlPlane, peak_resident_kib, resident_kib};
+use support::operator::{Operator, eventually, has_condition};
 use support::simulator::{self, AK, PROJECT, SK};
 
 const WATCHES: usize = 200;
@@ -93,7 +95,22 @@ async fn soak_many_watches_through_faults_and_an_api_server_restart() {
         "poolwatch=info,warn",
         &["--upstream-timeout", "3s"],
     );
-    let memory_start = resident_kib(operator.pid());
+    // Warm: every watch polled once. The memory from here on must not creep.
+    eventually(
+        "every watch Ready before the faults start",
+        Duration::from_secs(180),
+        || async {
+            let list = watches.list(&ListParams::default()).await.ok()?;
+            (list.items.len() == WATCHES
+                && list
+                    .items
+                    .iter()
+                    .all(|w| has_condition(w, "Ready", "True", "Synced")))
+            .then_some(())
+        },
+    )
+    .await;
+    let memory_warm = resident_kib(operator.pid());
 
     let started = Instant::now();
     let mut restarted = false;
@@ -142,11 +159,13 @@ async fn soak_many_watches_through_faults_and_an_api_server_restart() {
     sim.clear_faults();
     let settle = Instant::now();
     let mut behind: Vec<String> = Vec::new();
+    let mut listed = 0;
     while settle.elapsed() < Duration::from_secs(150) {
         let list = watches
             .list(&ListParams::default())
             .await
             .expect("list the watches");
+        listed = list.items.len();
         behind = list
             .items
             .iter()
@@ -199,10 +218,13 @@ async fn soak_many_watches_through_faults_and_an_api_server_restart() {
         println!("  {line}");
     }
     println!("events by reason (transitions; Recovered = recoveries): {event_reasons:?}");
+    let memory_end = resident_kib(operator.pid());
+    let memory_peak = peak_resident_kib(operator.pid());
     println!(
-        "operator memory: {} MiB at start, {} MiB at the end",
-        memory_start / 1024,
-        resident_kib(operator.pid()) / 1024
+        "operator memory: {} MiB once all were Ready, {} MiB at the end, {} MiB at the peak",
+        memory_warm / 1024,
+        memory_end / 1024,
+        memory_peak / 1024
     );
     println!(
         "settled in {:.1} s after the faults stopped; watches behind: {}",
@@ -210,10 +232,20 @@ async fn soak_many_watches_through_faults_and_an_api_server_restart() {
         behind.len()
     );
     println!("================================\n");
+    assert_eq!(listed, WATCHES, "watches listed at the end");
     assert!(
         behind.is_empty(),
         "{} watches do not show the current counts with Ready True: {behind:?}",
         behind.len()
+    );
+    // No creep through the faults and the restart, and always under the chart's 256 MiB limit.
+    assert!(
+        memory_end <= memory_warm + 32 * 1024,
+        "memory crept from {memory_warm} KiB to {memory_end} KiB"
+    );
+    assert!(
+        memory_peak < 256 * 1024,
+        "memory peaked at {memory_peak} KiB, over the chart's 256 MiB limit"
     );
 }
 

@@ -248,6 +248,12 @@ impl SimulatorHandle {
         self.state.count(filter)
     }
 
+    /// When the latest requests matching `filter` (of the last 4096) were answered, oldest
+    /// first: for tests of when requests come, such as a `Retry-After` window.
+    pub fn request_times(&self, filter: &RequestFilter) -> Vec<std::time::Instant> {
+        self.state.request_times(filter)
+    }
+
     /// All counters.
     pub fn stats(&self) -> SimulatorStats {
         self.state.stats()

@@ -1,7 +1,8 @@
 //! The simulator's mutable state: setup, faults and request counters, behind one lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -162,9 +163,15 @@ struct Inner {
     faults: Vec<ActiveFault>,
     next_fault_id: u64,
     counters: BTreeMap<RequestKey, u64>,
+    /// The latest requests and when they were answered, oldest first, at most
+    /// [`MAX_RECENT_REQUESTS`]: for tests of when requests come, not only how many.
+    recent: VecDeque<(RequestKey, Instant)>,
     in_flight: u64,
     max_in_flight: u64,
 }
+
+/// How many requests [`State::request_times`] remembers.
+const MAX_RECENT_REQUESTS: usize = 4096;
 
 /// The shared state. Never held across an `.await`.
 #[derive(Debug, Default)]
@@ -330,8 +337,23 @@ impl State {
                     user_agent: None,
                 };
             }
+            if i.recent.len() == MAX_RECENT_REQUESTS {
+                i.recent.pop_front();
+            }
+            i.recent.push_back((key.clone(), Instant::now()));
             *i.counters.entry(key).or_default() += 1;
         });
+    }
+
+    /// When the latest requests matching `filter` were answered, oldest first.
+    pub fn request_times(&self, filter: &RequestFilter) -> Vec<Instant> {
+        self.with(|i| {
+            i.recent
+                .iter()
+                .filter(|(key, _)| filter.matches(key))
+                .map(|(_, at)| *at)
+                .collect()
+        })
     }
 
     pub fn enter(&self) {
@@ -390,6 +412,7 @@ impl State {
     pub fn reset(&self) {
         self.with(|i| {
             i.counters.clear();
+            i.recent.clear();
             i.faults.clear();
             i.max_in_flight = i.in_flight;
         });

@@ -16,7 +16,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use poolwatch::simulator::{Fault, SimulatedCounts};
+use poolwatch::simulator::{Api as SimulatorApi, Fault, RequestFilter, SimulatedCounts};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,13 +254,24 @@ async fn throttling_with_retry_after_is_honoured() {
         has_condition(w, "Ready", "True", "Throttled")
     })
     .await;
-    let throttled = world.statistics_requests("0");
-    // Retry-After (25 s) is longer than any retry backoff: nothing is sent before it passes.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(
-        world.statistics_requests("0"),
-        throttled,
-        "a request went out before Retry-After"
+    // The retry waits for the whole Retry-After (25 s, longer than any backoff), and not
+    // much more: measured between the simulator's own answers.
+    let throttled = RequestFilter::api(SimulatorApi::Statistics)
+        .with_workspace("0")
+        .with_status(429);
+    let times = eventually(
+        "the retry after Retry-After",
+        Duration::from_secs(45),
+        || async {
+            let times = world.simulator.request_times(&throttled);
+            (times.len() >= 2).then_some(times)
+        },
+    )
+    .await;
+    let gap = times[1] - times[0];
+    assert!(
+        gap >= Duration::from_millis(24_950) && gap <= Duration::from_secs(35),
+        "the retry came {gap:?} after a 429 with Retry-After: 25"
     );
     world.simulator.clear_faults();
     wait_for_watch(

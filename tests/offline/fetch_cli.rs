@@ -466,8 +466,18 @@ fn spawn_simulator(config: &std::path::Path) -> SimulatorProcess {
     let Some(stdout) = child.stdout.take() else {
         panic!("no stdout")
     };
-    let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
+    // Its first line says where it listens; a simulator that never says it must fail the test,
+    // not hang it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = child.kill();
+        panic!("the simulator printed no first line within 20 s")
+    };
     let Some(base_url) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
         let _ = child.kill();
         panic!("unexpected first line {line:?}")

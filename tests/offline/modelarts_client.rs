@@ -369,11 +369,19 @@ async fn a_hanging_server_times_out() {
 #[tokio::test]
 async fn latency_below_the_timeout_is_fine() {
     let handle = sim::start().await;
-    handle.inject(Fault::new(FaultKind::Latency { millis: 200 }).times(1));
+    handle.inject(Fault::new(FaultKind::Latency { millis: 1500 }).times(1));
+    let started = Instant::now();
+    // The test client's timeout is 5 s: an answer after 1.5 s is waited for, once.
     let stats = sim::client()
         .pool_statistics(&handle.endpoint(), &sim::credentials(), PROJECT, "0")
         .await;
     assert!(stats.is_ok(), "{stats:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the latency was not injected: answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(stats_requests(&handle), 1, "no retry");
 }
 
 #[tokio::test]

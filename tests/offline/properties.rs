@@ -76,6 +76,32 @@ proptest! {
     }
 
     #[test]
+    fn well_formed_bodies_are_accepted_with_their_counts(
+        counts in proptest::array::uniform5(proptest::option::of(0i64..1_000_000)),
+        time in "[0-9 :.+-]{0,40}",
+    ) {
+        let states = ["creating", "created", "failed", "pending", "deleting"];
+        let fields: Vec<String> = states
+            .iter()
+            .zip(counts)
+            .filter_map(|(state, count)| count.map(|n| format!("{state:?}:{n}")))
+            .collect();
+        let body = format!(
+            r#"{{"statistics":{{"status":{{{}}}}},"operationTime":{}}}"#,
+            fields.join(","),
+            serde_json::to_string(&time).unwrap()
+        );
+        let parsed = PoolStatistics::parse(body.as_bytes());
+        prop_assert!(parsed.is_ok(), "{body} was refused: {parsed:?}");
+        let stats = parsed.unwrap();
+        prop_assert_eq!(
+            [stats.creating, stats.created, stats.failed, stats.pending, stats.deleting],
+            counts
+        );
+        prop_assert_eq!(stats.operation_time.as_deref(), Some(time.as_str()));
+    }
+
+    #[test]
     fn cut_bodies_are_refused_not_misread(cut in 1usize..60) {
         let body = br#"{"statistics":{"status":{"creating":0,"created":9,"failed":0,"pending":0,"deleting":1}},"operationTime":"2025-03-27 11:48:55 +0000 UTC"}"#;
         let cut = cut.min(body.len() - 1);
@@ -117,7 +143,7 @@ proptest! {
     }
 
     #[test]
-    fn signing_is_deterministic_and_the_secret_never_appears(
+    fn signatures_parse_and_never_show_the_secret(
         path in "(/[a-zA-Z0-9%{} ._-]{0,8}){0,4}",
         query in proptest::collection::vec(("[a-zA-Z0-9 ._=&-]{0,6}", "\\PC{0,6}"), 0..4),
         secs in 0i64..253_402_300_799,
@@ -139,8 +165,6 @@ proptest! {
         )).expect("a date in range");
         prop_assert_eq!(date.unix_seconds(), secs);
         let a = signer::sign(&request, &credentials, date);
-        let b = signer::sign(&request, &credentials, date);
-        prop_assert_eq!(&a.authorization, &b.authorization);
         prop_assert!(Authorization::parse(&a.authorization).is_some());
         prop_assert!(!a.authorization.contains(secret));
         prop_assert!(a.headers.iter().all(|(_, v)| !v.contains(secret)));

@@ -163,14 +163,34 @@ impl Default for TestPki {
     }
 }
 
-/// Resident memory of process `pid`, in KiB.
+/// Resident memory of process `pid` now (`VmRSS`), in KiB. Panics when it cannot be read: a
+/// memory check must fail rather than measure a silent 0.
 pub fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status_kib(pid, "VmRSS:")
+}
+
+/// The peak resident memory of process `pid` (`VmHWM`) since it started or since
+/// [`reset_peak_resident`], in KiB.
+pub fn peak_resident_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resets the peak that [`peak_resident_kib`] reports to the current resident memory (writes
+/// `5` to `/proc/PID/clear_refs`), so a later peak measures one phase of a test only.
+pub fn reset_peak_resident(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .unwrap_or_else(|e| panic!("cannot reset the peak memory of process {pid}: {e}"));
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read the memory of process {pid}: {e}"));
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .filter(|kib| *kib > 0)
+        .unwrap_or_else(|| panic!("process {pid} reports no {field} in its status:\n{status}"))
 }
 
 /// A scratch directory under `target/`, fresh for each call.
