@@ -82,16 +82,10 @@ async fn official_python_sdk_gets_the_right_answers_from_the_simulator() {
             .for_workspace("throttled-ws")
             .retry_after("3"),
     );
-    let mut command = Command::new(&python);
+    let mut command = sdk_script(&python);
     command
         .args(["-c", SCRIPT])
         .env("SIM_URL", handle.base_url())
-        .env("SIM_AK", AK)
-        .env("SIM_SK", SK)
-        .env("SIM_TEMP_AK", sim::TEMP_AK)
-        .env("SIM_TEMP_SK", sim::TEMP_SK)
-        .env("SIM_TOKEN", sim::TOKEN)
-        .env("SIM_PROJECT", PROJECT)
         .env("SIM_OTHER_REGION", sim::OTHER_REGION);
     let results = run_script(command).await;
     let by_name = |name: &str| -> Value {
@@ -194,16 +188,10 @@ async fn sdk_signed_awkward_requests_are_accepted_and_every_one_byte_change_is_r
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let mut command = Command::new(&python);
+    let mut command = sdk_script(&python);
     command
         .arg(repo_path("tests/signing/sdk_requests.py"))
         .env("SIM_HOST", host)
-        .env("SIM_AK", AK)
-        .env("SIM_SK", SK)
-        .env("SIM_TEMP_AK", sim::TEMP_AK)
-        .env("SIM_TEMP_SK", sim::TEMP_SK)
-        .env("SIM_TOKEN", sim::TOKEN)
-        .env("SIM_PROJECT", PROJECT)
         .env("SIM_WORKSPACE", AWKWARD_WORKSPACE)
         .env("SIM_SKEW_SECONDS", MAX_CLOCK_SKEW.as_secs().to_string());
     let results = run_script(command).await;
@@ -244,6 +232,20 @@ async fn sdk_signed_awkward_requests_are_accepted_and_every_one_byte_change_is_r
             .with_status(200),
     );
     assert_eq!(served, 9, "statistics answers for the awkward workspace");
+}
+
+/// The SDK's interpreter with the simulator's keys and project in its environment (`SIM_AK`,
+/// `SIM_SK`, `SIM_TEMP_AK`, `SIM_TEMP_SK`, `SIM_TOKEN`, `SIM_PROJECT`).
+fn sdk_script(python: &str) -> Command {
+    let mut command = Command::new(python);
+    command
+        .env("SIM_AK", AK)
+        .env("SIM_SK", SK)
+        .env("SIM_TEMP_AK", sim::TEMP_AK)
+        .env("SIM_TEMP_SK", sim::TEMP_SK)
+        .env("SIM_TOKEN", sim::TOKEN)
+        .env("SIM_PROJECT", PROJECT);
+    command
 }
 
 /// Runs a Python script of the SDK and parses the one JSON value it prints.
