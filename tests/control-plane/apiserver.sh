@@ -36,8 +36,11 @@ stop_apiserver() {
 }
 
 start_apiserver() {
-  with_port_lock kwokctl start cluster --timeout 2m >>"$STATE_DIR/kwokctl.log" 2>&1 ||
-    { last_lines kube-apiserver; die "kwokctl could not start the API server"; }
+  with_port_lock kwokctl start cluster --timeout 2m >>"$STATE_DIR/kwokctl.log" 2>&1 || {
+    tail -n 20 "$STATE_DIR/kwokctl.log" >&2
+    last_lines kube-apiserver
+    die "kwokctl could not start the API server"
+  }
   for _ in $(seq 600); do
     api_ready && { log "API server ready again (PID $(apiserver_pid))"; return 0; }
     sleep 0.1

@@ -160,13 +160,16 @@ impl Operator {
             .any(|line| line == "poolwatch_leader 1")
     }
 
-    /// `GET` of a probe (`healthz`, `readyz`): its status code and body.
+    /// `GET` of a probe (`healthz`, `readyz`): its status code and body; `(0, why)` while
+    /// nothing answers (the process is still starting, or gone).
     pub async fn probe(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("{}/{path}", self.probes_url))
-            .await
-            .unwrap_or_else(|e| panic!("/{path} does not answer: {e}"));
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap_or_default())
+        match reqwest::get(format!("{}/{path}", self.probes_url)).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, format!("/{path} does not answer: {e}")),
+        }
     }
 
     /// The metrics page.
