@@ -185,8 +185,11 @@ async fn the_refresh_annotation_and_spec_changes_poll_at_once() {
     world
         .patch_spec("pools", json!({"workspaceId": "ws-partial"}))
         .await;
+    // Done with the new generation: Reconciling False (while it is True, Ready may still show
+    // the old workspace's answer).
     let watch = wait_for_watch(&world.watches, "pools", "on the new workspace", SOON, |w| {
         w.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+            && has_condition(w, "Reconciling", "False", "Synced")
             && has_condition(w, "Ready", "True", "Synced")
     })
     .await;
