@@ -106,6 +106,35 @@ deny: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Dependency licenses, b
 audit: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Security advisories (needs the RustSec database, fetched from GitHub).
 	$(CARGO_DENY) --locked check advisories
 
+# The container image: a static musl binary FROM scratch (Dockerfile), built with buildah or podman
+# (deploy/image/build.sh), and its SBOM from cargo-cyclonedx, built once into the cache.
+CARGO_CYCLONEDX_VERSION := 0.5.9
+CARGO_CYCLONEDX := $(CARGO_TOOLS)/bin/cargo-cyclonedx
+
+$(CARGO_TOOLS)/.cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION):
+	@echo "==> cargo-cyclonedx $(CARGO_CYCLONEDX_VERSION) into $(CARGO_TOOLS)"
+	$(CARGO) install --locked --quiet cargo-cyclonedx@$(CARGO_CYCLONEDX_VERSION) --root $(CARGO_TOOLS)
+	touch $@
+
+.PHONY: image
+image: $(CARGO_TOOLS)/.cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) ## Container image: target/image/poolwatch-VERSION.oci.tar and its SBOM (needs buildah or podman).
+	@CARGO_CYCLONEDX=$(CARGO_CYCLONEDX) deploy/image/build.sh >/dev/null
+
+# What `make test` needs to build and run the image, from the distribution's packages.
+CONTAINER_TOOLS := buildah:buildah podman:podman runc:runc skopeo:skopeo musl-gcc:musl-tools
+
+.PHONY: container-tools
+container-tools: ## Install buildah, podman, runc, skopeo and musl-tools where missing (Debian/Ubuntu).
+	@missing=""; for pair in $(CONTAINER_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing$$missing"; \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 SOAK_MINUTES ?= 30
 
 .PHONY: soak
@@ -123,6 +152,9 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(MAKE) --no-print-directory test-cluster
 	@echo "==> GitOps readers: kstatus and Argo CD's health evaluation (the first time builds them: minutes)"
 	@tests/control-plane/build-components.sh gitops-readers >/dev/null
+	@echo "==> Container image (the first build compiles the release binary for musl: minutes)"
+	$(MAKE) --no-print-directory container-tools
+	$(MAKE) --no-print-directory image
 	@# The benchmark is built (and linted) but not run: it is `make bench`'s, and a bench target that
 	@# returns at once under `cargo test` would only look like a pass.
 	$(CARGO) build --locked --benches

@@ -4,9 +4,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// What `poolwatch --version` prints after the name: the version and the source revision the
+/// binary was built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("POOLWATCH_REVISION"),
+    ")"
+);
+
 /// Command-line entry point of the `poolwatch` binary.
 #[derive(Debug, Parser)]
-#[command(name = "poolwatch", version, about, long_about = None)]
+#[command(name = "poolwatch", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -92,7 +92,7 @@ async fn soak_many_watches_through_faults_and_an_api_server_restart() {
     let operator = Operator::start_on(
         &isolated.plane.kubeconfig,
         &namespace.name,
-        "poolwatch=info,warn",
+        "poolwatch=debug,info",
         &["--upstream-timeout", "3s"],
     );
     // Warm: every watch polled once. The memory from here on must not creep.
@@ -233,9 +233,25 @@ async fn soak_many_watches_through_faults_and_an_api_server_restart() {
     );
     println!("================================\n");
     assert_eq!(listed, WATCHES, "watches listed at the end");
+    // What a watch left behind shows, what the simulator saw of it and what the operator said.
+    let logs = operator.logs();
+    let mut why = String::new();
+    for name in &behind {
+        let status = watches.get(name).await.ok().and_then(|w| w.status);
+        let served = sim.requests_served(
+            &poolwatch::simulator::RequestFilter::default().with_workspace(name.as_str()),
+        );
+        let said: Vec<&String> = logs.iter().filter(|l| l.contains(name.as_str())).collect();
+        why.push_str(&format!(
+            "\n{name}: expected created={}, {served} requests served, status {status:#?}\n\
+             last log lines: {:#?}",
+            current[name],
+            &said[said.len().saturating_sub(15)..]
+        ));
+    }
     assert!(
         behind.is_empty(),
-        "{} watches do not show the current counts with Ready True: {behind:?}",
+        "{} watches do not show the current counts with Ready True: {behind:?}{why}",
         behind.len()
     );
     // No creep through the faults and the restart, and always under the chart's 256 MiB limit.

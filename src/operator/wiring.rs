@@ -159,7 +159,11 @@ pub enum StartupError {
     #[error(transparent)]
     Listen(#[from] BindError),
     /// Neither an in-cluster configuration nor `KUBECONFIG` gave a client.
-    #[error("cannot configure the Kubernetes client ({0}): run in a cluster or set KUBECONFIG")]
+    #[error(
+        "cannot configure the Kubernetes client ({0}): run in a cluster with the ServiceAccount \
+         token mounted at /var/run/secrets/kubernetes.io/serviceaccount (automountServiceAccountToken), \
+         or set KUBECONFIG"
+    )]
     KubernetesConfig(#[source] kube::Error),
     /// The API server did not answer.
     #[error("cannot reach the Kubernetes API server: {0}")]
@@ -585,9 +589,9 @@ mod tests {
     fn startup_errors_say_what_to_fix() {
         let error = StartupError::KubernetesConfig(refused(401));
         assert!(
-            error
-                .to_string()
-                .contains("run in a cluster or set KUBECONFIG"),
+            error.to_string().contains(
+                "ServiceAccount token mounted at /var/run/secrets/kubernetes.io/serviceaccount"
+            ),
             "{error}"
         );
         let error = StartupError::CaBundle {

@@ -13,6 +13,10 @@ use serde_json::Value;
 pub struct RenderedContainer {
     /// `args`, verbatim.
     pub args: Vec<String>,
+    /// The Pod's and the container's `securityContext`, the container's winning.
+    pub security: Value,
+    /// The probes' `httpGet` paths: liveness, then readiness.
+    pub probe_paths: (String, String),
     /// `env`: literal values, and `fieldRef`s by their field path (`metadata.name`).
     pub env: Vec<(String, EnvValue)>,
     /// `volumeMounts`: mount path to volume name.
@@ -86,26 +90,85 @@ impl RenderedContainer {
                 )
             })
             .collect();
+        let mut security = deployment["spec"]["template"]["spec"]["securityContext"].clone();
+        if let (Some(merged), Some(own)) = (
+            security.as_object_mut(),
+            container["securityContext"].as_object(),
+        ) {
+            merged.extend(own.clone());
+        }
+        let path = |probe: &str| {
+            container[probe]["httpGet"]["path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {probe} path"))
+                .to_owned()
+        };
         Self {
             args: strings(&container["args"]),
+            security,
+            probe_paths: (path("livenessProbe"), path("readinessProbe")),
             env,
             mounts,
         }
+    }
+
+    /// The rendered arguments with the listen addresses moved to `metrics` and `probes` (the
+    /// rendered ports may be taken here).
+    pub fn listening_on(&self, metrics: &str, probes: &str) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|arg| {
+                if arg.starts_with("--metrics-bind-address=") {
+                    format!("--metrics-bind-address={metrics}")
+                } else if arg.starts_with("--health-probe-bind-address=") {
+                    format!("--health-probe-bind-address={probes}")
+                } else {
+                    arg.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// `podman run` flags for the security context, as a kubelet would apply it: the user and
+    /// group, a read-only root, the dropped capabilities, no privilege escalation; the default
+    /// seccomp profile is the runtime's (`RuntimeDefault`).
+    pub fn podman_security_flags(&self) -> Vec<String> {
+        let security = &self.security;
+        let mut flags = Vec::new();
+        if let Some(user) = security["runAsUser"].as_i64() {
+            let group = security["runAsGroup"].as_i64().unwrap_or(user);
+            flags.push(format!("--user={user}:{group}"));
+        }
+        if security["readOnlyRootFilesystem"] == true {
+            flags.push("--read-only".to_owned());
+        }
+        for capability in security["capabilities"]["drop"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            flags.push(format!(
+                "--cap-drop={}",
+                capability.as_str().expect("a capability")
+            ));
+        }
+        if security["allowPrivilegeEscalation"] == false {
+            flags.push("--security-opt=no-new-privileges".to_owned());
+        }
+        assert_eq!(
+            security["seccompProfile"]["type"], "RuntimeDefault",
+            "only the runtime's default seccomp profile is mapped"
+        );
+        flags
     }
 
     /// The arguments to start the binary with here: the rendered ones, with the listen
     /// addresses moved to `metrics` and `probes` (the rendered ports may be taken) and every
     /// path under a volume mount moved to that volume's local folder.
     pub fn local_args(&self, pod: &PodContext<'_>, metrics: &str, probes: &str) -> Vec<String> {
-        self.args
+        self.listening_on(metrics, probes)
             .iter()
             .map(|arg| {
-                if arg.starts_with("--metrics-bind-address=") {
-                    return format!("--metrics-bind-address={metrics}");
-                }
-                if arg.starts_with("--health-probe-bind-address=") {
-                    return format!("--health-probe-bind-address={probes}");
-                }
                 let Some((flag, value)) = arg.split_once('=') else {
                     return arg.clone();
                 };

@@ -5,6 +5,7 @@
 
 mod health;
 mod helm;
+mod image;
 mod monitoring;
 mod rbac;
 mod render;

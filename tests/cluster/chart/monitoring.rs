@@ -1,10 +1,10 @@
-//! The shipped Grafana dashboard and Prometheus alerts, and the image recipe.
+//! The shipped Grafana dashboard and Prometheus alerts.
 
 use super::*;
 use crate::support::series::exposed_series;
 
 // ---------------------------------------------------------------------------------------------
-// Dashboard, alerts, image: every series they use is one a running operator exposes.
+// Dashboard and alerts: every series they use is one a running operator exposes.
 
 /// The `poolwatch_*` names an expression uses.
 fn series_in(expression: &str) -> BTreeSet<String> {
@@ -154,67 +154,4 @@ async fn the_example_alerts_cover_failed_pools_unready_watches_and_the_operator(
         "the operator down: {alerts:?}"
     );
     assert!(uses("sum(poolwatch_leader) < 1"), "no leader: {alerts:?}");
-}
-
-#[test]
-fn the_dockerfile_builds_a_locked_static_non_root_image_by_construction() {
-    let dockerfile = read("Dockerfile");
-    let instructions: Vec<&str> = dockerfile
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let froms: Vec<&str> = instructions
-        .iter()
-        .copied()
-        .filter(|l| l.starts_with("FROM "))
-        .collect();
-    assert_eq!(
-        froms.len(),
-        2,
-        "a build stage and a runtime stage: {froms:?}"
-    );
-    for from in &froms {
-        let image = from.split_whitespace().nth(1).unwrap();
-        assert!(
-            image.contains(':') || image.contains('@'),
-            "{image} is pinned"
-        );
-        assert!(!image.ends_with(":latest"), "{image} is not latest");
-    }
-    assert!(froms[0].ends_with(" AS build"));
-    assert!(
-        froms[1] == "FROM gcr.io/distroless/static-debian12:nonroot",
-        "distroless static (CA certificates, no shell, no libc): {}",
-        froms[1]
-    );
-    assert!(dockerfile.contains("cargo build --release --locked"));
-    assert!(dockerfile.contains("cargo fetch --locked"));
-    assert!(
-        dockerfile.contains("-unknown-linux-musl"),
-        "a static binary"
-    );
-    let last_user = instructions
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("USER "))
-        .expect("a USER");
-    assert_eq!(*last_user, "USER 65532:65532");
-    let uid = |values: &str| -> Value {
-        serde_norway::from_str::<Value>(values).unwrap()["securityContext"]["runAsUser"].clone()
-    };
-    assert_eq!(
-        uid(&read("charts/poolwatch/values.yaml")),
-        65532,
-        "the chart runs the image's user"
-    );
-    assert!(instructions.last().unwrap().starts_with("CMD [\"run\"]"));
-    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/poolwatch\"]"));
-    let ignore = read(".dockerignore");
-    for excluded in ["target/", ".git/"] {
-        assert!(
-            ignore.lines().any(|l| l == excluded),
-            ".dockerignore leaves out {excluded}"
-        );
-    }
 }

@@ -18,9 +18,11 @@ const RBAC_KINDS: [&str; 5] = [
 /// The chart's ServiceAccount and RBAC objects for a release, applied to a control plane as helm
 /// would apply them, and a kubeconfig that authenticates as that ServiceAccount with a token from
 /// the TokenRequest API.
-struct ChartIdentity {
+pub(super) struct ChartIdentity {
     /// `system:serviceaccount:NAMESPACE:NAME`, as the audit log names the user.
     user: String,
+    /// The ServiceAccount's token, from the TokenRequest API.
+    pub(super) token: String,
     kubeconfig: std::path::PathBuf,
     documents: Vec<Value>,
 }
@@ -28,7 +30,11 @@ struct ChartIdentity {
 impl ChartIdentity {
     /// Applies the RBAC objects of `documents` (after `edit`) in `namespace` and requests a
     /// token for the ServiceAccount.
-    fn apply(namespace: &TestNamespace, documents: &[Value], edit: impl Fn(&mut Value)) -> Self {
+    pub(super) fn apply(
+        namespace: &TestNamespace,
+        documents: &[Value],
+        edit: impl Fn(&mut Value),
+    ) -> Self {
         let mut rbac: Vec<Value> = documents
             .iter()
             .filter(|d| RBAC_KINDS.iter().any(|kind| d["kind"] == *kind))
@@ -75,6 +81,7 @@ impl ChartIdentity {
         std::fs::write(&path, kubeconfig.to_string()).unwrap();
         Self {
             user: format!("system:serviceaccount:{}:{service_account}", namespace.name),
+            token: token.trim().to_owned(),
             kubeconfig: path,
             documents: documents.to_vec(),
         }
