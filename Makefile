@@ -120,6 +120,10 @@ $(CARGO_TOOLS)/.cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION):
 image: $(CARGO_TOOLS)/.cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) ## Container image: target/image/poolwatch-VERSION.oci.tar and its SBOM (needs buildah or podman).
 	@CARGO_CYCLONEDX=$(CARGO_CYCLONEDX) deploy/image/build.sh >/dev/null
 
+.PHONY: workflow-lint
+workflow-lint: ## actionlint (built from its Go module, tests/go/actionlint) on .github/workflows/.
+	@"$$(tests/control-plane/build-components.sh actionlint)/actionlint" .github/workflows/*.yaml
+
 # What `make test` needs to build and run the image, from the distribution's packages.
 CONTAINER_TOOLS := buildah:buildah podman:podman runc:runc skopeo:skopeo musl-gcc:musl-tools
 
@@ -147,6 +151,7 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(MAKE) --no-print-directory crd-check
 	$(MAKE) --no-print-directory bench-table-check
 	$(MAKE) --no-print-directory signing-fixtures-check
+	$(MAKE) --no-print-directory workflow-lint
 	$(MAKE) --no-print-directory deny
 	@echo "==> Local control plane (the first start builds Kubernetes from source: minutes)"
 	$(MAKE) --no-print-directory test-cluster

@@ -8,6 +8,7 @@
 #   build-components.sh kwok              kwok (the fake node's controller) and kwokctl (runs the cluster)
 #   build-components.sh etcd              etcd
 #   build-components.sh gitops-readers    kstatus and Argo CD's health evaluation (tests/go/gitops-readers)
+#   build-components.sh actionlint        the GitHub Actions linter (tests/go/actionlint)
 #   build-components.sh --key-only NAME   the folder it would print, without building
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
