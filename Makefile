@@ -88,15 +88,20 @@ signing-fixtures-check: python-tools ## Fail when Huawei's pinned Python SDK no 
 # machine's core count.
 TEST_THREADS ?= 16
 
-# cargo-deny, built once from crates.io into the cache (a few minutes the first time).
-CARGO_DENY_VERSION := 0.20.2
+# Cargo tools, each built once from crates.io into the cache (a few minutes the first time):
+# $(call cargo_tool,NAME,VERSION) makes the rule of the stamp file $(CARGO_TOOLS)/.NAME-VERSION.
 CARGO_TOOLS := $(POOLWATCH_CACHE)/cargo-bin
-CARGO_DENY := $(CARGO_TOOLS)/bin/cargo-deny
+define cargo_tool
+$(CARGO_TOOLS)/.$(1)-$(2):
+	@echo "==> $(1) $(2) into $(CARGO_TOOLS)"
+	$(CARGO) install --locked --quiet $(1)@$(2) --root $(CARGO_TOOLS)
+	touch $$@
+endef
 
-$(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION):
-	@echo "==> cargo-deny $(CARGO_DENY_VERSION) into $(CARGO_TOOLS)"
-	$(CARGO) install --locked --quiet cargo-deny@$(CARGO_DENY_VERSION) --root $(CARGO_TOOLS)
-	touch $@
+# cargo-deny: licenses, bans, sources, advisories.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := $(CARGO_TOOLS)/bin/cargo-deny
+$(eval $(call cargo_tool,cargo-deny,$(CARGO_DENY_VERSION)))
 
 .PHONY: deny
 deny: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Dependency licenses, banned crates and sources (deny.toml; offline).
@@ -110,11 +115,7 @@ audit: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Security advisories (
 # (deploy/image/build.sh), and its SBOM from cargo-cyclonedx, built once into the cache.
 CARGO_CYCLONEDX_VERSION := 0.5.9
 CARGO_CYCLONEDX := $(CARGO_TOOLS)/bin/cargo-cyclonedx
-
-$(CARGO_TOOLS)/.cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION):
-	@echo "==> cargo-cyclonedx $(CARGO_CYCLONEDX_VERSION) into $(CARGO_TOOLS)"
-	$(CARGO) install --locked --quiet cargo-cyclonedx@$(CARGO_CYCLONEDX_VERSION) --root $(CARGO_TOOLS)
-	touch $@
+$(eval $(call cargo_tool,cargo-cyclonedx,$(CARGO_CYCLONEDX_VERSION)))
 
 .PHONY: image
 image: $(CARGO_TOOLS)/.cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) ## Container image: target/image/poolwatch-VERSION.oci.tar and its SBOM (needs buildah or podman).
