@@ -3,7 +3,7 @@
 //! the same Secret, so hundreds of watches on one key cost one read, not hundreds.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -112,10 +112,14 @@ impl CredentialsError {
 type SecretKey = (String, String);
 type SecretRead = (Instant, Result<LoadedCredentials, CredentialsError>);
 
-/// Reads credential Secrets through the Kubernetes API, reusing each read for [`SECRET_REUSE`].
+/// Reads credential Secrets through the Kubernetes API, reusing each read for [`SECRET_REUSE`],
+/// and reading each Secret once at a time.
 pub struct SecretReader {
     client: kube::Client,
     recent: Mutex<HashMap<SecretKey, SecretRead>>,
+    /// One gate per Secret being read: polls that miss the reuse window together wait for one
+    /// read and share it, rather than each reading the Secret.
+    gates: Mutex<HashMap<SecretKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SecretReader {
@@ -124,6 +128,7 @@ impl SecretReader {
         Self {
             client,
             recent: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
         }
     }
 
@@ -136,6 +141,12 @@ impl SecretReader {
         fresh: bool,
     ) -> Result<LoadedCredentials, CredentialsError> {
         let key = (namespace.to_owned(), name.to_owned());
+        if !fresh && let Some(reused) = self.reusable(&key) {
+            return reused;
+        }
+        let gate = self.gate(&key);
+        let _reading = gate.lock().await;
+        // Read by another poll while this one waited.
         if !fresh && let Some(reused) = self.reusable(&key) {
             return reused;
         }
@@ -177,6 +188,13 @@ impl SecretReader {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, SecretRead>> {
         lock(&self.recent)
+    }
+
+    /// The gate of Secret `key`; gates nobody holds or waits for are dropped on the way.
+    fn gate(&self, key: &SecretKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = lock(&self.gates);
+        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+        Arc::clone(gates.entry(key.clone()).or_default())
     }
 }
 
@@ -292,5 +310,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(error, CredentialsError::NotText { .. }));
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use crate::operator::testing::{Fixture, NAMESPACE, SECRET, SECRET_PATH};
+
+    #[tokio::test]
+    async fn polls_that_miss_the_reuse_window_together_share_one_read() {
+        let fixture = Fixture::new().await;
+        let secrets = &fixture.context.secrets;
+        let reads = futures::future::join_all(
+            (0..8).map(|_| secrets.credentials(NAMESPACE, SECRET, false)),
+        )
+        .await;
+        assert!(reads.iter().all(Result::is_ok), "{reads:?}");
+        assert_eq!(fixture.api.lines(), [format!("GET {SECRET_PATH}")]);
+
+        // A fresh read is never served from the window.
+        secrets
+            .credentials(NAMESPACE, SECRET, true)
+            .await
+            .expect("read");
+        assert_eq!(fixture.api.lines().len(), 2);
     }
 }

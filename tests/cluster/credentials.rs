@@ -47,9 +47,10 @@ fn signed_with(world: &World, access_key_id: &str, status: u16) -> u64 {
     })
 }
 
-/// When the operator read Secret `name`, from the audit log (settled), oldest first.
+/// When the operator read Secret `name`, from the audit log (settled), oldest first (the log is
+/// in the order requests completed).
 async fn secret_reads(world: &World, name: &str) -> Vec<jiff::Timestamp> {
-    world
+    let mut times: Vec<jiff::Timestamp> = world
         .namespace
         .settled_audit_events()
         .await
@@ -64,7 +65,9 @@ async fn secret_reads(world: &World, name: &str) -> Vec<jiff::Timestamp> {
                     .is_some_and(|agent| agent.starts_with("poolwatch/"))
         })
         .map(received_at)
-        .collect()
+        .collect();
+    times.sort();
+    times
 }
 
 fn received_at(event: &Value) -> jiff::Timestamp {
