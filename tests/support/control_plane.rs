@@ -141,6 +141,14 @@ impl ControlPlane {
         kube::Client::try_from(config).expect("a client from the test kubeconfig")
     }
 
+    /// The `cluster` entry of the admin kubeconfig: `server` and `certificate-authority-data`.
+    pub fn admin_cluster(&self) -> Value {
+        let text = std::fs::read_to_string(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));
+        let admin: Value = serde_norway::from_str(&text).expect("the admin kubeconfig is YAML");
+        admin["clusters"][0]["cluster"].clone()
+    }
+
     /// Every audit event logged so far, oldest first.
     pub fn audit_events(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.audit_log)

@@ -106,9 +106,8 @@ impl Drop for Container {
 /// server's CA) and `namespace`, readable by the container's user.
 fn service_account_mount(plane: &ControlPlane, token: &str, namespace: &str) -> PathBuf {
     let dir = scratch_dir("image-serviceaccount");
-    let admin: Value =
-        serde_norway::from_str(&std::fs::read_to_string(&plane.kubeconfig).unwrap()).unwrap();
-    let ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+    let cluster = plane.admin_cluster();
+    let ca = cluster["certificate-authority-data"]
         .as_str()
         .expect("the admin kubeconfig carries the CA");
     let ca = STANDARD.decode(ca).expect("base64 CA");
@@ -134,11 +133,8 @@ fn readable_by_all(dir: &Path) {
 
 /// `KUBERNETES_SERVICE_HOST` and `_PORT` of the control plane, as a kubelet sets them.
 fn service_env(plane: &ControlPlane) -> Vec<String> {
-    let admin: Value =
-        serde_norway::from_str(&std::fs::read_to_string(&plane.kubeconfig).unwrap()).unwrap();
-    let server = admin["clusters"][0]["cluster"]["server"]
-        .as_str()
-        .expect("a server");
+    let cluster = plane.admin_cluster();
+    let server = cluster["server"].as_str().expect("a server");
     let (host, port) = server
         .trim_start_matches("https://")
         .rsplit_once(':')

@@ -61,11 +61,7 @@ impl ChartIdentity {
                 .kubectl()
                 .args(["create", "token", &service_account, "--duration=1h"]))
             .unwrap_or_else(|e| panic!("the TokenRequest API gives no token: {e}"));
-        let admin: Value = serde_norway::from_str(
-            &std::fs::read_to_string(&namespace.control_plane.kubeconfig).unwrap(),
-        )
-        .unwrap();
-        let cluster = &admin["clusters"][0]["cluster"];
+        let cluster = namespace.control_plane.admin_cluster();
         let kubeconfig = json!({
             "apiVersion": "v1",
             "kind": "Config",
