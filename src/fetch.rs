@@ -281,6 +281,9 @@ fn hint(error: &ModelArtsError) -> String {
         ErrorClass::InvalidResponse => "check that --endpoint is a ModelArts endpoint".to_owned(),
         ErrorClass::RequestRejected | ErrorClass::InvalidArgument => "check --project-id and --workspace-id".to_owned(),
         ErrorClass::InvalidConfiguration => "check --ca-bundle".to_owned(),
+        ErrorClass::IdentityProviderNotFound => "check HUAWEICLOUD_SDK_IDP_ID: IAM knows no identity provider of that id".to_owned(),
+        ErrorClass::TokenExchangeRefused => "check that the identity token's audience is the identity provider's client id, that it has not expired, and that a conversion rule of the provider matches its subject".to_owned(),
+        ErrorClass::TemporaryCredentialsExpired => "the temporary keys expired: run the command again to get new ones".to_owned(),
     }
 }
 

@@ -24,6 +24,16 @@ pub enum Operation {
     PoolStatistics,
     /// `GET /v3/projects?name={region}` on IAM.
     ListProjects,
+    /// `POST /v3.0/OS-AUTH/id-token/tokens` on IAM: an identity token for an IAM token.
+    ExchangeIdToken,
+    /// `POST /v3.0/OS-CREDENTIAL/securitytokens` on IAM: an IAM token for temporary keys.
+    CreateTemporaryCredentials,
+    /// `POST` to CCE Pod Identity: the pod's token for temporary keys.
+    PodIdentityCredentials,
+    /// `PUT /meta-data/latest/api/token` on the ECS metadata service.
+    MetadataToken,
+    /// `GET /openstack/latest/securitykey` on the ECS metadata service.
+    MetadataCredentials,
 }
 
 impl Operation {
@@ -32,6 +42,11 @@ impl Operation {
         match self {
             Operation::PoolStatistics => "pool_statistics",
             Operation::ListProjects => "list_projects",
+            Operation::ExchangeIdToken => "exchange_id_token",
+            Operation::CreateTemporaryCredentials => "create_temporary_credentials",
+            Operation::PodIdentityCredentials => "pod_identity_credentials",
+            Operation::MetadataToken => "metadata_token",
+            Operation::MetadataCredentials => "metadata_credentials",
         }
     }
 }
@@ -213,14 +228,62 @@ impl fmt::Debug for ModelArtsClient {
     }
 }
 
-/// One signed GET.
-struct Call<'a> {
-    service: Service,
-    operation: Operation,
-    endpoint: &'a Endpoint,
-    path: String,
-    query: Vec<(&'a str, &'a str)>,
-    headers: Vec<(&'a str, &'a str)>,
+/// One request to a Huawei Cloud service.
+pub(crate) struct Call<'a> {
+    pub(crate) service: Service,
+    pub(crate) operation: Operation,
+    pub(crate) endpoint: &'a Endpoint,
+    pub(crate) method: reqwest::Method,
+    pub(crate) path: String,
+    pub(crate) query: Vec<(&'a str, &'a str)>,
+    pub(crate) headers: Vec<(&'a str, &'a str)>,
+    /// A JSON body (sent with `Content-Type: application/json;charset=UTF-8`), or empty.
+    pub(crate) body: Vec<u8>,
+    pub(crate) auth: Auth<'a>,
+}
+
+/// How a request proves who sends it.
+pub(crate) enum Auth<'a> {
+    /// Signed with SDK-HMAC-SHA256 (ModelArts, IAM's project list).
+    Signed(&'a Credentials),
+    /// Not signed: the credential exchanges carry a bearer secret (an identity token, an IAM
+    /// token, a Pod Identity or metadata token) in a header or the body. Each secret is marked
+    /// sensitive when sent and scrubbed from whatever the server echoes back.
+    Unsigned {
+        /// The secrets the request carries.
+        secrets: Vec<&'a str>,
+        /// Plain `http://` is expected (link-local node services such as the ECS metadata
+        /// service and CCE Pod Identity), whatever `allow_http` says.
+        plain_http_expected: bool,
+    },
+}
+
+impl Auth<'_> {
+    fn scrub(&self, text: &str) -> String {
+        match self {
+            Auth::Signed(credentials) => credentials.scrub(text),
+            Auth::Unsigned { secrets, .. } => {
+                let secrets: Vec<Option<&str>> = secrets.iter().copied().map(Some).collect();
+                super::credentials::scrub(text, &secrets)
+            }
+        }
+    }
+
+    fn is_secret(&self, value: &str) -> bool {
+        match self {
+            Auth::Signed(_) => false,
+            Auth::Unsigned { secrets, .. } => secrets.contains(&value),
+        }
+    }
+}
+
+/// A successful answer: its status, body, request id and the headers (IAM's token exchange
+/// returns the token in `X-Subject-Token`).
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) headers: HeaderMap,
 }
 
 impl ModelArtsClient {
@@ -285,11 +348,19 @@ impl ModelArtsClient {
                 service: Service::ModelArts,
                 operation: Operation::PoolStatistics,
                 endpoint,
+                method: reqwest::Method::GET,
                 path: format!("/v2/{project_id}/statistics/pools"),
                 query: vec![("workspaceId", workspace_id)],
                 headers: vec![("X-Project-Id", project_id)],
+                body: Vec::new(),
+                auth: Auth::Signed(credentials),
             };
-            let (status, body, request_id) = self.execute(&call, credentials).await?;
+            let Answer {
+                status,
+                body,
+                request_id,
+                ..
+            } = self.execute(&call).await?;
             PoolStatistics::parse(&body).map_err(|e| {
                 ModelArtsError::new(
                     ErrorClass::InvalidResponse,
@@ -327,11 +398,19 @@ impl ModelArtsClient {
                 service: Service::Iam,
                 operation: Operation::ListProjects,
                 endpoint: iam_endpoint,
+                method: reqwest::Method::GET,
                 path: "/v3/projects".to_owned(),
                 query: vec![("name", region)],
                 headers: Vec::new(),
+                body: Vec::new(),
+                auth: Auth::Signed(credentials),
             };
-            let (status, body, request_id) = self.execute(&call, credentials).await?;
+            let Answer {
+                status,
+                body,
+                request_id,
+                ..
+            } = self.execute(&call).await?;
             let invalid = |msg: String| {
                 ModelArtsError::new(ErrorClass::InvalidResponse, Service::Iam, msg)
                     .with_status(status)
@@ -376,13 +455,19 @@ impl ModelArtsClient {
         Ok(id)
     }
 
-    /// Sends `call` with retries; returns the status, the body and the request id of a 2xx.
-    async fn execute(
-        &self,
-        call: &Call<'_>,
-        credentials: &Credentials,
-    ) -> Result<(u16, Vec<u8>, Option<String>), ModelArtsError> {
-        if call.endpoint.is_plain_http_to_remote() && !self.inner.config.allow_http {
+    /// Sends `call` with retries; returns the answer of a 2xx.
+    pub(crate) async fn execute(&self, call: &Call<'_>) -> Result<Answer, ModelArtsError> {
+        let plain_http_expected = matches!(
+            call.auth,
+            Auth::Unsigned {
+                plain_http_expected: true,
+                ..
+            }
+        );
+        if call.endpoint.is_plain_http_to_remote()
+            && !self.inner.config.allow_http
+            && !plain_http_expected
+        {
             let advice = EndpointError::PlainHttp {
                 input: call.endpoint.to_string(),
             };
@@ -396,12 +481,12 @@ impl ModelArtsClient {
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            let result = self.attempt(call, credentials).await;
+            let result = self.attempt(call).await;
             let record = RequestRecord {
                 operation: call.operation,
                 host: call.endpoint.authority(),
                 status: match &result {
-                    Ok((status, ..)) => Some(*status),
+                    Ok(answer) => Some(answer.status),
                     Err(e) => e.status(),
                 },
                 duration: started.elapsed(),
@@ -446,45 +531,56 @@ impl ModelArtsClient {
         }
     }
 
-    /// One signed request, bounded by the request timeout.
-    async fn attempt(
-        &self,
-        call: &Call<'_>,
-        credentials: &Credentials,
-    ) -> Result<(u16, Vec<u8>, Option<String>), ModelArtsError> {
+    /// One request (signed when it should be), bounded by the request timeout.
+    async fn attempt(&self, call: &Call<'_>) -> Result<Answer, ModelArtsError> {
         let config = &self.inner.config;
         let authority = call.endpoint.authority();
-        let date = SdkDate::from_system_time(config.clock.now());
-        let signed = signer::sign(
-            &RequestToSign {
-                method: "GET",
-                host: &authority,
-                path: &call.path,
-                query: &call.query,
-                headers: &call.headers,
-                body: b"",
-            },
-            credentials,
-            date,
-        );
-        let url = call
-            .endpoint
-            .url_for(&call.path, &signed.query)
-            .map_err(|e| {
-                ModelArtsError::new(
-                    ErrorClass::InvalidArgument,
-                    call.service,
-                    format!("could not build the request URL: {e}"),
-                )
-            })?;
+        let mut unsigned_headers: Vec<(String, String)> = call
+            .headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        if !call.body.is_empty() {
+            unsigned_headers.push((
+                "Content-Type".to_owned(),
+                "application/json;charset=UTF-8".to_owned(),
+            ));
+        }
+        let (query, request_headers) = match call.auth {
+            Auth::Signed(credentials) => {
+                let date = SdkDate::from_system_time(config.clock.now());
+                let signed = signer::sign(
+                    &RequestToSign {
+                        method: call.method.as_str(),
+                        host: &authority,
+                        path: &call.path,
+                        query: &call.query,
+                        headers: &call.headers,
+                        body: &call.body,
+                    },
+                    credentials,
+                    date,
+                );
+                (signed.query, signed.headers)
+            }
+            Auth::Unsigned { .. } => (signer::canonical_query(&call.query), unsigned_headers),
+        };
+        let url = call.endpoint.url_for(&call.path, &query).map_err(|e| {
+            ModelArtsError::new(
+                ErrorClass::InvalidArgument,
+                call.service,
+                format!("could not build the request URL: {e}"),
+            )
+        })?;
         let mut headers = HeaderMap::new();
-        for (name, value) in &signed.headers {
+        for (name, value) in &request_headers {
             if name.eq_ignore_ascii_case("host") {
                 // reqwest derives Host from the URL; it equals the signed authority.
                 continue;
             }
             let sensitive = name.eq_ignore_ascii_case("authorization")
-                || name.eq_ignore_ascii_case(signer::HEADER_SECURITY_TOKEN);
+                || name.eq_ignore_ascii_case(signer::HEADER_SECURITY_TOKEN)
+                || call.auth.is_secret(value);
             let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
                 ModelArtsError::new(
                     ErrorClass::InvalidArgument,
@@ -507,7 +603,14 @@ impl ModelArtsClient {
             header_value.set_sensitive(sensitive);
             headers.insert(header_name, header_value);
         }
-        let request = self.inner.http.get(url).headers(headers);
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), url)
+            .headers(headers);
+        if !call.body.is_empty() {
+            request = request.body(call.body.clone());
+        }
         let timeout = config.request_timeout;
         let service = call.service;
         let exchange = async {
@@ -525,7 +628,12 @@ impl ModelArtsClient {
                             .with_status(status)
                             .with_request_id(request_id.clone())
                     })?;
-                return Ok((status, body, request_id));
+                return Ok(Answer {
+                    status,
+                    body,
+                    request_id,
+                    headers: response.headers().clone(),
+                });
             }
             if (300..400).contains(&status) {
                 let location = header_text(response.headers(), "location")
@@ -551,8 +659,8 @@ impl ModelArtsClient {
                 service,
                 &authority,
                 status,
-                code.map(|c| credentials.scrub(&c)),
-                msg.map(|m| credentials.scrub(&m)),
+                code.map(|c| call.auth.scrub(&c)),
+                msg.map(|m| call.auth.scrub(&m)),
                 request_id,
                 retry_after,
             ))

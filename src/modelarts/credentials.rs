@@ -77,14 +77,19 @@ impl Credentials {
     /// Replaces every occurrence of the secret key or the security token in `text` with
     /// `[REDACTED]`. Used on anything the server echoes back before it reaches a message.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in [Some(self.secret()), self.token()].into_iter().flatten() {
-            if !secret.is_empty() && out.contains(secret) {
-                out = out.replace(secret, "[REDACTED]");
-            }
-        }
-        out
+        scrub(text, &[Some(self.secret()), self.token()])
     }
+}
+
+/// Replaces every occurrence of each non-empty secret in `text` with `[REDACTED]`.
+pub(crate) fn scrub(text: &str, secrets: &[Option<&str>]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().flatten() {
+        if !secret.is_empty() && out.contains(secret) {
+            out = out.replace(secret, "[REDACTED]");
+        }
+    }
+    out
 }
 
 /// Shows at most the first four characters of an access key id (fewer for short ids).

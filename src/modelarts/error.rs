@@ -8,8 +8,12 @@ use std::time::Duration;
 pub enum Service {
     /// ModelArts (the pool-statistics API).
     ModelArts,
-    /// IAM (the project-id lookup).
+    /// IAM (the project-id lookup and the exchange of an identity token for temporary keys).
     Iam,
+    /// The ECS metadata service, which hands out the temporary keys of the node's agency.
+    Metadata,
+    /// CCE Pod Identity, which hands out the temporary keys of the agency bound to the pod.
+    PodIdentity,
 }
 
 impl fmt::Display for Service {
@@ -17,6 +21,8 @@ impl fmt::Display for Service {
         f.write_str(match self {
             Service::ModelArts => "ModelArts",
             Service::Iam => "IAM",
+            Service::Metadata => "the ECS metadata service",
+            Service::PodIdentity => "CCE Pod Identity",
         })
     }
 }
@@ -56,11 +62,19 @@ pub enum ErrorClass {
     InvalidArgument,
     /// The client itself could not be set up (e.g. an unreadable CA bundle).
     InvalidConfiguration,
+    /// IAM knows no identity provider of the id given (HTTP 404 on the token exchange).
+    IdentityProviderNotFound,
+    /// IAM, Pod Identity or the metadata service refused to exchange the identity shown for
+    /// temporary keys: a token for another audience or issuer, an expired token, no conversion
+    /// rule for the ServiceAccount, no agency.
+    TokenExchangeRefused,
+    /// The service refused temporary keys as expired: they are renewed and the call retried.
+    TemporaryCredentialsExpired,
 }
 
 impl ErrorClass {
     /// Every class, for tests and exhaustive metric initialisation.
-    pub const ALL: [ErrorClass; 14] = [
+    pub const ALL: [ErrorClass; 17] = [
         ErrorClass::AuthenticationFailed,
         ErrorClass::AccessDenied,
         ErrorClass::ClockSkew,
@@ -75,6 +89,9 @@ impl ErrorClass {
         ErrorClass::InvalidResponse,
         ErrorClass::InvalidArgument,
         ErrorClass::InvalidConfiguration,
+        ErrorClass::IdentityProviderNotFound,
+        ErrorClass::TokenExchangeRefused,
+        ErrorClass::TemporaryCredentialsExpired,
     ];
 
     /// A stable CamelCase name for condition reasons, metric labels and events.
@@ -94,6 +111,9 @@ impl ErrorClass {
             ErrorClass::InvalidResponse => "InvalidResponse",
             ErrorClass::InvalidArgument => "InvalidArgument",
             ErrorClass::InvalidConfiguration => "InvalidConfiguration",
+            ErrorClass::IdentityProviderNotFound => "IdentityProviderNotFound",
+            ErrorClass::TokenExchangeRefused => "TokenExchangeRefused",
+            ErrorClass::TemporaryCredentialsExpired => "TemporaryCredentialsExpired",
         }
     }
 
@@ -113,6 +133,7 @@ impl ErrorClass {
                 | ErrorClass::Network
                 | ErrorClass::Timeout
                 | ErrorClass::InvalidResponse
+                | ErrorClass::TemporaryCredentialsExpired
         )
     }
 
@@ -218,6 +239,9 @@ impl ModelArtsError {
             ErrorClass::ApiNotFound => {
                 format!("{host} does not serve this {service} API: check the endpoint")
             }
+            ErrorClass::TemporaryCredentialsExpired => {
+                format!("{service} refused the temporary access key as expired")
+            }
             ErrorClass::Throttled => format!("{service} throttled the request"),
             ErrorClass::UpstreamUnavailable => format!("{service} failed"),
             ErrorClass::InvalidResponse => {
@@ -236,6 +260,14 @@ impl ModelArtsError {
             retry_after,
             attempts: 1,
         })
+    }
+
+    /// The same answer in another class, with the summary that class deserves: the exchange of
+    /// an identity token reads IAM's statuses differently from a project lookup.
+    pub(crate) fn reclassified(mut self, class: ErrorClass, summary: impl Into<String>) -> Self {
+        self.inner.class = class;
+        self.inner.summary = summary.into();
+        self
     }
 
     pub(crate) fn with_status(mut self, status: u16) -> Self {
@@ -356,6 +388,12 @@ fn mentions_clock(msg: &str) -> bool {
         && !m.contains("verify aksk signature fail")
 }
 
+/// Whether a gateway authentication message says the (temporary) credentials expired.
+fn mentions_expiry(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("expired") && (m.contains("token") || m.contains("credential"))
+}
+
 /// Maps an HTTP error answer to a class: the status first, refined by Huawei's error code.
 pub(crate) fn classify(status: u16, code: Option<&str>, msg: Option<&str>) -> ErrorClass {
     if code_is(code, "0308") || status == 429 {
@@ -369,6 +407,7 @@ pub(crate) fn classify(status: u16, code: Option<&str>, msg: Option<&str>) -> Er
     }
     match status {
         401 if msg.is_some_and(mentions_clock) => ErrorClass::ClockSkew,
+        401 if msg.is_some_and(mentions_expiry) => ErrorClass::TemporaryCredentialsExpired,
         401 => ErrorClass::AuthenticationFailed,
         403 if code_is(code, "0301") => ErrorClass::AuthenticationFailed,
         403 => ErrorClass::AccessDenied,

@@ -1,4 +1,5 @@
-//! The Huawei Cloud ModelArts client: signing, endpoints, errors and the pool-statistics call.
+//! The Huawei Cloud ModelArts client: signing, endpoints, errors, the pool-statistics call and
+//! the exchanges that turn a keyless identity into temporary keys.
 //!
 //! Nothing here knows about Kubernetes. The controller and `poolwatch fetch` build a
 //! [`ModelArtsClient`] once, parse an [`Endpoint`] per target and call
@@ -9,8 +10,10 @@ pub mod client;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod keyless;
 pub mod signer;
 pub mod statistics;
+pub mod temporary;
 
 pub use client::{
     ClientConfig, Clock, ModelArtsClient, Operation, RequestObserver, RequestRecord, RetryPolicy,
@@ -18,4 +21,6 @@ pub use client::{
 pub use credentials::Credentials;
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ErrorClass, ModelArtsError, Service};
+pub use keyless::{IdTokenExchange, MetadataSession, ServiceUrl};
 pub use statistics::{MAX_BODY_BYTES, PoolStatistics};
+pub use temporary::TemporaryCredentials;
