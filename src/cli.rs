@@ -23,6 +23,8 @@ pub struct Cli {
 }
 
 /// The subcommands of `poolwatch`.
+// Parsed once at startup: the size of the `run` variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator: poll ModelArts for every PoolStatisticsWatch and write their status.

@@ -22,6 +22,8 @@ pub const ENDPOINT_PATTERN: &str = r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([
 /// A Kubernetes object name that is a DNS subdomain (RFC 1123), as Secrets require.
 pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A token audience: printable characters without spaces (a client id or a URL).
+pub const AUDIENCE_PATTERN: &str = r"^[!-~]+$";
 /// A Go duration (`90s`, `5m`, `1h30m`), the format of `metav1.Duration` and of CEL's
 /// `duration()`, so the schema and the operator parse the same strings.
 pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$";
@@ -36,8 +38,9 @@ pub const DEFAULT_INTERVAL_DURATION: std::time::Duration = std::time::Duration::
 /// and a faster poll only spends the user's API quota.
 pub const MINIMUM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// What to watch: one ModelArts project and workspace, reached with the access keys in a Secret
-/// of the watch's own namespace.
+/// What to watch: one ModelArts project and workspace, reached with credentials of the watch's
+/// own namespace (access keys in a Secret, or keyless through a ServiceAccount) or, where the
+/// cluster admin allows it, the operator's own identity.
 // Each printcolumn repeats the same keys (name, type_, …), which this lint takes for duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -103,6 +106,13 @@ pub const MINIMUM_INTERVAL: std::time::Duration = std::time::Duration::from_secs
         priority = "1"
     ),
     printcolumn(
+        name = "Credentials",
+        type_ = "string",
+        json_path = ".status.credentials",
+        description = "Which credentials are in use: a Secret, a ServiceAccount or the operator's identity",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Deleting",
         type_ = "integer",
         json_path = ".status.pools.deleting",
@@ -119,6 +129,19 @@ pub const MINIMUM_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 )]
 #[x_kube(validation = Rule::new("has(self.region) || has(self.endpoint)")
     .message("set spec.region (for example cn-north-4) or spec.endpoint (an https:// URL)")
+    .reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new(
+    "has(self.credentialsSecretRef) || has(self.federation) || has(self.operatorIdentity)"
+)
+    .message("set the credentials: spec.credentialsSecretRef (access keys in a Secret), spec.federation (a ServiceAccount of this namespace) or spec.operatorIdentity")
+    .reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new(
+    "(has(self.credentialsSecretRef) ? 1 : 0) + (has(self.federation) ? 1 : 0) + (has(self.operatorIdentity) ? 1 : 0) <= 1"
+)
+    .message("set only one of spec.credentialsSecretRef, spec.federation and spec.operatorIdentity")
+    .reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!has(self.federation) || has(self.region) || has(self.iamEndpoint)")
+    .message("spec.federation exchanges the ServiceAccount token at IAM: set spec.region or spec.iamEndpoint")
     .reason(Reason::FieldValueRequired))]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatisticsWatchSpec {
@@ -150,8 +173,20 @@ pub struct PoolStatisticsWatchSpec {
     pub iam_endpoint: Option<String>,
 
     /// The Secret, in this watch's namespace, holding `accessKeyId`, `secretAccessKey` and
-    /// optionally `securityToken`.
-    pub credentials_secret_ref: LocalSecretReference,
+    /// optionally `securityToken`. Exactly one of `credentialsSecretRef`, `federation` and
+    /// `operatorIdentity` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<LocalSecretReference>,
+
+    /// Keyless: temporary keys for a ServiceAccount of this watch's namespace, obtained by
+    /// exchanging its token at IAM through an OpenID Connect identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<Federation>,
+
+    /// Keyless: the operator's own identity (CCE Pod Identity or the node's agency). Allowed
+    /// only in the namespaces the cluster admin lists (`--operator-identity-namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_identity: Option<OperatorIdentity>,
 
     /// How often to poll, as a Go duration (`5m`, `1h30m`); at least `30s`.
     #[serde(default = "default_interval")]
@@ -175,6 +210,33 @@ pub struct LocalSecretReference {
     pub name: String,
 }
 
+/// A ServiceAccount of the watch's own namespace whose token IAM exchanges for temporary keys.
+/// There is deliberately no `namespace` field: a watch can only use its own namespace's
+/// ServiceAccounts.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Federation {
+    /// The ServiceAccount, in this watch's namespace, whose token is exchanged. The identity
+    /// provider's conversion rule matches its subject,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub service_account_name: String,
+
+    /// The id of the IAM identity provider (OpenID Connect) that trusts this cluster's
+    /// ServiceAccount tokens, sent as `X-Idp-Id`.
+    #[schemars(length(min = 1, max = 64), regex(pattern = ID_PATTERN))]
+    pub identity_provider_id: String,
+
+    /// The identity provider's client id: the audience of the ServiceAccount token.
+    #[schemars(length(min = 1, max = 256), regex(pattern = AUDIENCE_PATTERN))]
+    pub audience: String,
+}
+
+/// Use the operator's own identity: CCE Pod Identity when the operator's pod has it, else the
+/// agency of the node it runs on (the ECS metadata service).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperatorIdentity {}
+
 /// What the operator last observed, written only when it changes.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -190,6 +252,11 @@ pub struct PoolStatisticsWatchStatus {
     /// ModelArts' `operationTime` for the counts shown, exactly as the API returned it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_time: Option<String>,
+
+    /// Which credentials the latest poll used: `Secret/<name>`, `ServiceAccount/<name>` or
+    /// `OperatorIdentity`. Never a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
 
     /// The project id actually used, given in the spec or resolved through IAM.
     #[serde(default, skip_serializing_if = "Option::is_none")]

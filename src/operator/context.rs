@@ -1,4 +1,4 @@
-//! What every reconcile shares: the clients, the credential reader, the upstream budget, the
+//! What every reconcile shares: the clients, the credential readers, the upstream budget, the
 //! shared calls, the watches' memories, the event recorder and the metrics.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use tracing::debug;
 
 use crate::modelarts::ModelArtsClient;
 
+use super::keyless::{KeylessCredentials, OperatorIdentitySettings};
 use super::memory::{Memories, WatchKey};
 use super::metrics::{Metrics, WatchLabels};
 use super::poll::{ProjectCalls, StatisticsCalls};
@@ -23,6 +24,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Who publishes the events (this replica).
     pub reporter: Reporter,
+    /// The operator's own identity and the namespaces that may use it.
+    pub operator_identity: OperatorIdentitySettings,
 }
 
 /// Everything a reconcile needs, shared by all of them.
@@ -30,6 +33,7 @@ pub struct Context {
     pub(crate) client: kube::Client,
     pub(crate) modelarts: ModelArtsClient,
     pub(crate) secrets: SecretReader,
+    pub(crate) keyless: KeylessCredentials,
     pub(crate) budget: Budget,
     pub(crate) statistics: StatisticsCalls,
     /// The one project-id cache: answers reused for an hour per IAM endpoint, region and key.
@@ -50,6 +54,11 @@ impl Context {
     ) -> Self {
         Self {
             secrets: SecretReader::new(client.clone()),
+            keyless: KeylessCredentials::new(
+                client.clone(),
+                modelarts.clone(),
+                settings.operator_identity.clone(),
+            ),
             recorder: Recorder::new(client.clone(), settings.reporter.clone()),
             budget: Budget::new(settings.limits),
             client,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::modelarts::{ErrorClass, ModelArtsError};
 
+use super::credentials::CredentialsError;
 use super::reasons;
-use super::secrets::CredentialsError;
 use super::target::SpecError;
 
 /// A failed poll.

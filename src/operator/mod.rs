@@ -13,11 +13,14 @@
 //! an HTTP request to ModelArts, which is the `modelarts` client's job.
 
 pub(crate) mod context;
+pub(crate) mod credentials;
 pub(crate) mod endpoints;
 pub(crate) mod failure;
+pub(crate) mod keyless;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod poll;
+pub(crate) mod reads;
 pub(crate) mod reasons;
 pub(crate) mod reconciler;
 pub(crate) mod schedule;

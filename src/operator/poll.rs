@@ -8,12 +8,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::api::PoolStatisticsWatch;
 use crate::modelarts::{ErrorClass, ModelArtsError, PoolStatistics};
 
 use super::context::Context;
+use super::credentials::LoadedCredentials;
 use super::failure::{CredentialsProblem, Failure};
-use super::secrets::LoadedCredentials;
 use super::target::{ProjectSource, SpecError, WatchTarget};
 use super::upstream::{BudgetKey, Reservation, SharedCalls, SharedOutcome, Wanted};
 
@@ -47,11 +46,9 @@ pub type ProjectCalls = SharedCalls<ProjectKey, Result<String, ModelArtsError>>;
 /// What one poll asks for.
 #[derive(Clone, Copy, Debug)]
 pub struct PollRequest<'a> {
-    /// The watch.
-    pub watch: &'a PoolStatisticsWatch,
     /// What its spec names, or why it cannot be used.
     pub target: &'a Result<WatchTarget, SpecError>,
-    /// Its namespace, where its Secret is.
+    /// Its namespace, where its Secret or ServiceAccount is.
     pub namespace: &'a str,
     /// Its interval: a scheduled poll may take an answer up to half an interval old.
     pub interval: Duration,
@@ -83,15 +80,17 @@ pub enum Poll {
 }
 
 impl Poll {
-    /// Whether ModelArts or IAM refused the keys.
+    /// Whether ModelArts or IAM refused the keys, or found them expired: newer keys may exist.
     fn refused_keys(&self) -> bool {
-        matches!(
-            self,
-            Self::Failed(Failure {
-                credentials: Some(CredentialsProblem::Refused { .. }),
-                ..
-            })
-        )
+        match self {
+            Self::Failed(failure) => {
+                matches!(
+                    failure.credentials,
+                    Some(CredentialsProblem::Refused { .. })
+                ) || failure.reason == ErrorClass::TemporaryCredentialsExpired.reason()
+            }
+            _ => false,
+        }
     }
 }
 
@@ -106,10 +105,9 @@ impl Context {
             Ok(target) => target,
             Err(error) => return Poll::Failed(Failure::from_spec(error)),
         };
-        let secret = &request.watch.spec.credentials_secret_ref.name;
+        let source = &target.credentials;
         let loaded = match self
-            .secrets
-            .credentials(request.namespace, secret, request.forced)
+            .credentials(request.namespace, source, request.forced)
             .await
         {
             Ok(loaded) => loaded,
@@ -119,14 +117,12 @@ impl Context {
         if !poll.refused_keys() {
             return poll;
         }
-        // Refused keys may have been rotated since they were read (a read reused for a few
-        // seconds, a call retried after a wait): read the Secret again at once and, if it
-        // changed, poll with the new keys rather than stall on keys that were already replaced.
-        match self
-            .secrets
-            .credentials(request.namespace, secret, true)
-            .await
-        {
+        // Refused keys may have been replaced since they were read (a Secret rotated while a
+        // read was reused or a call waited to be retried; temporary keys revoked or expired
+        // early): get them again at once and, if they changed, poll with the new ones rather
+        // than stall on keys that were already replaced.
+        self.forget_credentials(request.namespace, source);
+        match self.credentials(request.namespace, source, true).await {
             Ok(fresh) if fresh.version != loaded.version => {
                 self.call(request, target, &fresh, reservation).await
             }
@@ -220,8 +216,7 @@ impl Context {
             } => {
                 if error.class() == ErrorClass::AuthenticationFailed {
                     // Rotated keys are read again at once for the next poll.
-                    let secret = &request.watch.spec.credentials_secret_ref.name;
-                    self.secrets.forget(request.namespace, secret);
+                    self.forget_credentials(request.namespace, &target.credentials);
                 }
                 Poll::Failed(Failure::from_upstream(&error, &loaded.version))
             }

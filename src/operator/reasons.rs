@@ -25,12 +25,16 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
 /// The operator may not read the credentials Secret (RBAC).
 pub const CREDENTIALS_FORBIDDEN: &str = "CredentialsForbidden";
-/// The Kubernetes API could not be asked for the Secret; may clear by itself.
+/// The Kubernetes API could not be asked for the Secret or a token; may clear by itself.
 pub const KUBERNETES_UNAVAILABLE: &str = "KubernetesUnavailable";
+/// The ServiceAccount that `spec.federation` names does not exist.
+pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+/// The watch asks for the operator's own identity in a namespace the admin did not allow.
+pub const OPERATOR_IDENTITY_NOT_ALLOWED: &str = "OperatorIdentityNotAllowed";
 
 /// Every reason of this module, for the uniqueness check.
 #[cfg(test)]
-const ALL: [&str; 11] = [
+const ALL: [&str; 13] = [
     SYNCED,
     PROGRESSING,
     SUSPENDED,
@@ -42,6 +46,8 @@ const ALL: [&str; 11] = [
     CREDENTIALS_NOT_FOUND,
     CREDENTIALS_FORBIDDEN,
     KUBERNETES_UNAVAILABLE,
+    SERVICE_ACCOUNT_NOT_FOUND,
+    OPERATOR_IDENTITY_NOT_ALLOWED,
 ];
 
 #[cfg(test)]

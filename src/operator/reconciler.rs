@@ -159,7 +159,7 @@ impl<'a> WatchReconciler<'a> {
                 return Ok(Next::OnChange);
             }
             Decision::PollNow(reason) => reason,
-            Decision::WaitUntil(_) if self.secret_changed().await => PollReason::Due,
+            Decision::WaitUntil(_) if self.credentials_changed().await => PollReason::Due,
             Decision::WaitUntil(_) => {
                 if let Some(failure) = self.turned_stale() {
                     let outcome = Outcome::Failed {
@@ -195,7 +195,6 @@ impl<'a> WatchReconciler<'a> {
 
     async fn poll(&mut self, forced: bool) -> Poll {
         let request = PollRequest {
-            watch: self.watch,
             target: &self.target,
             namespace: self.namespace,
             interval: self.interval,
@@ -268,9 +267,11 @@ impl<'a> WatchReconciler<'a> {
         }
     }
 
-    /// For a watch stalled on its credentials and due for a check: whether its Secret changed
-    /// since the failure (then poll now). Reads the Secret at most every [`SECRET_RECHECK`].
-    async fn secret_changed(&mut self) -> bool {
+    /// For a watch stalled on its credentials and due for a check: whether its credentials
+    /// changed since the failure (then poll now): its Secret was edited, its ServiceAccount
+    /// appeared, new temporary keys came. Checks at most every [`SECRET_RECHECK`]; the
+    /// credential sources keep their reads, so a check rarely calls anyone.
+    async fn credentials_changed(&mut self) -> bool {
         let now = Instant::now();
         let Some(stalled) = self.memory.stalled_on_secret.as_mut() else {
             return false;
@@ -280,17 +281,18 @@ impl<'a> WatchReconciler<'a> {
         }
         stalled.next_check = now + SECRET_RECHECK;
         let known = stalled.version.clone();
-        let name = &self.watch.spec.credentials_secret_ref.name;
+        let Ok(target) = &self.target else {
+            return false;
+        };
         let current = self
             .ctx
-            .secrets
-            .credentials(self.namespace, name, true)
+            .credentials(self.namespace, &target.credentials, true)
             .await
             .ok()
             .map(|loaded| loaded.version);
         let changed = current.is_some() && current != known;
         if changed {
-            info!(secret = %name, "credentials Secret changed; polling at once");
+            info!(credentials = %target.credentials, "credentials changed; polling at once");
         }
         changed
     }
@@ -304,6 +306,11 @@ impl<'a> WatchReconciler<'a> {
             outcome,
             Timestamp::now(),
         );
+        // Which kind of credentials is in use, for `kubectl get -o wide`: derived from the
+        // spec, so it changes only with it.
+        if let Ok(target) = &self.target {
+            next.credentials = Some(target.credentials.to_string());
+        }
         // A finished poll answered the refresh request it was made under, if any.
         if matches!(outcome, Outcome::Polled { .. } | Outcome::Failed { .. })
             && let Some(token) = self.request.refresh_token

@@ -2,18 +2,15 @@
 //! Secrets, never list or watch them) and shared for a few seconds between the watches that name
 //! the same Secret, so hundreds of watches on one key cost one read, not hundreds.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use tokio::time::Instant;
 
-use crate::lock::lock;
 use crate::modelarts::Credentials;
 
-use super::reasons;
+use super::credentials::{CredentialsError, LoadedCredentials};
+use super::reads::SharedReads;
 
 /// Key of the access key id in the Secret.
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
@@ -25,101 +22,13 @@ pub const SECURITY_TOKEN: &str = "securityToken";
 /// How long a read Secret is reused. Short, so rotated keys are used from the next poll on.
 pub const SECRET_REUSE: Duration = Duration::from_secs(10);
 
-/// Credentials and the Secret version they came from.
-#[derive(Clone, Debug)]
-pub struct LoadedCredentials {
-    /// The keys.
-    pub credentials: Credentials,
-    /// The Secret's `resourceVersion`, to notice a change after a permanent failure.
-    pub version: String,
-}
-
-/// Why no credentials could be had. Messages name the Secret and key but never a value.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CredentialsError {
-    /// The Secret does not exist.
-    #[error(
-        "Secret {namespace}/{name} was not found: create it with the keys accessKeyId and secretAccessKey"
-    )]
-    SecretNotFound {
-        /// The watch's namespace.
-        namespace: String,
-        /// `spec.credentialsSecretRef.name`.
-        name: String,
-    },
-    /// A required key is missing or empty.
-    #[error(
-        "Secret {namespace}/{name} has no {key:?}: add it (the Secret needs accessKeyId and secretAccessKey)"
-    )]
-    KeyMissing {
-        /// The watch's namespace.
-        namespace: String,
-        /// The Secret.
-        name: String,
-        /// The missing key.
-        key: &'static str,
-    },
-    /// A value is not UTF-8 text.
-    #[error("Secret {namespace}/{name} key {key:?} is not text: store the key as plain characters")]
-    NotText {
-        /// The watch's namespace.
-        namespace: String,
-        /// The Secret.
-        name: String,
-        /// The key.
-        key: &'static str,
-    },
-    /// The operator is not allowed to read the Secret.
-    #[error(
-        "poolwatch may not read Secret {namespace}/{name}: grant it get on secrets in {namespace}"
-    )]
-    Forbidden {
-        /// The watch's namespace.
-        namespace: String,
-        /// The Secret.
-        name: String,
-    },
-    /// The API server could not be asked; may clear by itself.
-    #[error("reading Secret {namespace}/{name} failed: {reason}")]
-    Unavailable {
-        /// The watch's namespace.
-        namespace: String,
-        /// The Secret.
-        name: String,
-        /// What the API server said.
-        reason: String,
-    },
-}
-
-impl CredentialsError {
-    /// Whether only a change to the Secret (or to RBAC) can fix it.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, Self::Unavailable { .. })
-    }
-
-    /// Stable CamelCase reason for conditions, metrics and events.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::SecretNotFound { .. } | Self::KeyMissing { .. } | Self::NotText { .. } => {
-                reasons::CREDENTIALS_NOT_FOUND
-            }
-            Self::Forbidden { .. } => reasons::CREDENTIALS_FORBIDDEN,
-            Self::Unavailable { .. } => reasons::KUBERNETES_UNAVAILABLE,
-        }
-    }
-}
-
 type SecretKey = (String, String);
-type SecretRead = (Instant, Result<LoadedCredentials, CredentialsError>);
 
 /// Reads credential Secrets through the Kubernetes API, reusing each read for [`SECRET_REUSE`],
 /// and reading each Secret once at a time.
 pub struct SecretReader {
     client: kube::Client,
-    recent: Mutex<HashMap<SecretKey, SecretRead>>,
-    /// One gate per Secret being read: polls that miss the reuse window together wait for one
-    /// read and share it, rather than each reading the Secret.
-    gates: Mutex<HashMap<SecretKey, Arc<tokio::sync::Mutex<()>>>>,
+    reads: SharedReads<SecretKey, Result<LoadedCredentials, CredentialsError>>,
 }
 
 impl SecretReader {
@@ -127,8 +36,7 @@ impl SecretReader {
     pub fn new(client: kube::Client) -> Self {
         Self {
             client,
-            recent: Mutex::new(HashMap::new()),
-            gates: Mutex::new(HashMap::new()),
+            reads: SharedReads::default(),
         }
     }
 
@@ -141,17 +49,32 @@ impl SecretReader {
         fresh: bool,
     ) -> Result<LoadedCredentials, CredentialsError> {
         let key = (namespace.to_owned(), name.to_owned());
-        if !fresh && let Some(reused) = self.reusable(&key) {
-            return reused;
-        }
-        let gate = self.gate(&key);
-        let _reading = gate.lock().await;
-        // Read by another poll while this one waited.
-        if !fresh && let Some(reused) = self.reusable(&key) {
-            return reused;
-        }
+        self.reads
+            .get(&key, fresh, async {
+                let result = self.read(namespace, name).await;
+                // A Kubernetes hiccup is not remembered: the next poll asks again.
+                let reuse = if matches!(result, Err(CredentialsError::Unavailable { .. })) {
+                    Duration::ZERO
+                } else {
+                    SECRET_REUSE
+                };
+                (result, reuse)
+            })
+            .await
+    }
+
+    /// Forgets every read of Secrets in `namespace` named `name`, e.g. after a 401.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.reads.forget(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    async fn read(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<LoadedCredentials, CredentialsError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let result = match api.get_opt(name).await {
+        match api.get_opt(name).await {
             Ok(Some(secret)) => credentials_from_secret(namespace, name, &secret),
             Ok(None) => Err(CredentialsError::SecretNotFound {
                 namespace: namespace.to_owned(),
@@ -168,33 +91,7 @@ impl SecretReader {
                 name: name.to_owned(),
                 reason: error.to_string(),
             }),
-        };
-        if !matches!(result, Err(CredentialsError::Unavailable { .. })) {
-            self.lock().insert(key, (Instant::now(), result.clone()));
         }
-        result
-    }
-
-    /// Forgets every read of Secrets in `namespace` named `name`, e.g. after a 401.
-    pub fn forget(&self, namespace: &str, name: &str) {
-        self.lock().remove(&(namespace.to_owned(), name.to_owned()));
-    }
-
-    fn reusable(&self, key: &SecretKey) -> Option<Result<LoadedCredentials, CredentialsError>> {
-        let mut recent = self.lock();
-        recent.retain(|_, (at, _)| at.elapsed() < SECRET_REUSE);
-        recent.get(key).map(|(_, result)| result.clone())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SecretKey, SecretRead>> {
-        lock(&self.recent)
-    }
-
-    /// The gate of Secret `key`; gates nobody holds or waits for are dropped on the way.
-    fn gate(&self, key: &SecretKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut gates = lock(&self.gates);
-        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
-        Arc::clone(gates.entry(key.clone()).or_default())
     }
 }
 

@@ -31,6 +31,46 @@ pub enum ProjectSource {
     },
 }
 
+/// Where a watch's credentials come from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CredentialSource {
+    /// Access keys in a Secret of the watch's namespace.
+    Secret {
+        /// The Secret's name.
+        name: String,
+    },
+    /// Temporary keys for a ServiceAccount of the watch's namespace, from IAM.
+    Federation(FederationSource),
+    /// The operator's own identity (CCE Pod Identity or the node's agency).
+    OperatorIdentity,
+}
+
+/// A ServiceAccount federation: what the token exchange needs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FederationSource {
+    /// The ServiceAccount, in the watch's namespace.
+    pub service_account: String,
+    /// The IAM identity provider's id.
+    pub identity_provider_id: String,
+    /// The token's audience (the provider's client id).
+    pub audience: String,
+    /// Where to exchange it.
+    pub iam_endpoint: Endpoint,
+}
+
+impl std::fmt::Display for CredentialSource {
+    /// What `status.credentials` shows: the kind and the object's name, never a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret { name } => write!(f, "Secret/{name}"),
+            Self::Federation(federation) => {
+                write!(f, "ServiceAccount/{}", federation.service_account)
+            }
+            Self::OperatorIdentity => f.write_str("OperatorIdentity"),
+        }
+    }
+}
+
 /// A watch's spec, resolved into what the ModelArts client needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchTarget {
@@ -42,6 +82,8 @@ pub struct WatchTarget {
     pub workspace_id: String,
     /// The polling interval.
     pub interval: Duration,
+    /// Where the credentials come from.
+    pub credentials: CredentialSource,
 }
 
 impl WatchTarget {
@@ -69,24 +111,30 @@ impl WatchTarget {
                 });
             }
         };
+        let iam_endpoint = || {
+            match (&spec.iam_endpoint, region) {
+            (Some(iam), _) => Endpoint::parse(iam, allow_http).map_err(|e| SpecError {
+                field: "iamEndpoint",
+                problem: e.to_string(),
+            }),
+            (None, Some(region)) => Endpoint::iam_for_region(region).map_err(|e| SpecError {
+                field: "iamEndpoint",
+                problem: e.to_string(),
+            }),
+            (None, None) => Err(SpecError {
+                field: "iamEndpoint",
+                problem: "spec.federation exchanges the ServiceAccount token at IAM: set spec.region or spec.iamEndpoint"
+                    .to_owned(),
+            }),
+        }
+        };
+        let credentials = credential_source(spec, iam_endpoint)?;
         let project = match (&spec.project_id, region) {
             (Some(project_id), _) => ProjectSource::Given(project_id.clone()),
-            (None, Some(region)) => {
-                let iam_endpoint = match &spec.iam_endpoint {
-                    Some(iam) => Endpoint::parse(iam, allow_http).map_err(|e| SpecError {
-                        field: "iamEndpoint",
-                        problem: e.to_string(),
-                    })?,
-                    None => Endpoint::iam_for_region(region).map_err(|e| SpecError {
-                        field: "iamEndpoint",
-                        problem: e.to_string(),
-                    })?,
-                };
-                ProjectSource::Lookup {
-                    iam_endpoint,
-                    region: region.to_owned(),
-                }
-            }
+            (None, Some(region)) => ProjectSource::Lookup {
+                iam_endpoint: iam_endpoint()?,
+                region: region.to_owned(),
+            },
             (None, None) => {
                 return Err(SpecError {
                     field: "projectId",
@@ -101,7 +149,42 @@ impl WatchTarget {
             project,
             workspace_id: spec.workspace_id.clone(),
             interval,
+            credentials,
         })
+    }
+}
+
+/// The one credential source the spec names (the schema enforces exactly one; objects stored
+/// before it did are told here).
+fn credential_source(
+    spec: &PoolStatisticsWatchSpec,
+    iam_endpoint: impl Fn() -> Result<Endpoint, SpecError>,
+) -> Result<CredentialSource, SpecError> {
+    match (
+        &spec.credentials_secret_ref,
+        &spec.federation,
+        &spec.operator_identity,
+    ) {
+        (Some(secret), None, None) => Ok(CredentialSource::Secret {
+            name: secret.name.clone(),
+        }),
+        (None, Some(federation), None) => Ok(CredentialSource::Federation(FederationSource {
+            service_account: federation.service_account_name.clone(),
+            identity_provider_id: federation.identity_provider_id.clone(),
+            audience: federation.audience.clone(),
+            iam_endpoint: iam_endpoint()?,
+        })),
+        (None, None, Some(_)) => Ok(CredentialSource::OperatorIdentity),
+        (None, None, None) => Err(SpecError {
+            field: "credentialsSecretRef",
+            problem: "no credentials: set spec.credentialsSecretRef, spec.federation or spec.operatorIdentity"
+                .to_owned(),
+        }),
+        _ => Err(SpecError {
+            field: "credentialsSecretRef",
+            problem: "set only one of spec.credentialsSecretRef, spec.federation and spec.operatorIdentity"
+                .to_owned(),
+        }),
     }
 }
 
@@ -139,7 +222,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::api::LocalSecretReference;
+    use crate::api::{Federation, LocalSecretReference, OperatorIdentity};
 
     fn spec() -> PoolStatisticsWatchSpec {
         PoolStatisticsWatchSpec {
@@ -148,9 +231,11 @@ mod tests {
             region: Some("cn-north-4".to_owned()),
             endpoint: None,
             iam_endpoint: None,
-            credentials_secret_ref: LocalSecretReference {
+            credentials_secret_ref: Some(LocalSecretReference {
                 name: "creds".to_owned(),
-            },
+            }),
+            federation: None,
+            operator_identity: None,
             interval: "5m".to_owned(),
             suspend: false,
         }
@@ -176,6 +261,78 @@ mod tests {
         );
         assert_eq!(region, "cn-north-4");
         assert_eq!(target.interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_credential_source_is_the_one_the_spec_names() {
+        assert_eq!(
+            WatchTarget::from_spec(&spec(), false)
+                .unwrap()
+                .credentials
+                .to_string(),
+            "Secret/creds"
+        );
+        let federation = Federation {
+            service_account_name: "reader".to_owned(),
+            identity_provider_id: "cce-oidc".to_owned(),
+            audience: "poolwatch".to_owned(),
+        };
+        let federated = PoolStatisticsWatchSpec {
+            credentials_secret_ref: None,
+            federation: Some(federation.clone()),
+            ..spec()
+        };
+        let target = WatchTarget::from_spec(&federated, false).unwrap();
+        let CredentialSource::Federation(source) = &target.credentials else {
+            panic!("{:?}", target.credentials)
+        };
+        assert_eq!(
+            source.iam_endpoint.to_string(),
+            "https://iam.cn-north-4.myhuaweicloud.com"
+        );
+        assert_eq!(target.credentials.to_string(), "ServiceAccount/reader");
+
+        let without_iam = PoolStatisticsWatchSpec {
+            region: None,
+            endpoint: Some("https://modelarts.example.com".to_owned()),
+            project_id: Some("p".to_owned()),
+            ..federated.clone()
+        };
+        let error = WatchTarget::from_spec(&without_iam, false).unwrap_err();
+        assert_eq!(error.field, "iamEndpoint");
+
+        let operator = PoolStatisticsWatchSpec {
+            credentials_secret_ref: None,
+            operator_identity: Some(OperatorIdentity {}),
+            ..spec()
+        };
+        assert_eq!(
+            WatchTarget::from_spec(&operator, false)
+                .unwrap()
+                .credentials
+                .to_string(),
+            "OperatorIdentity"
+        );
+        let none = PoolStatisticsWatchSpec {
+            credentials_secret_ref: None,
+            ..spec()
+        };
+        assert!(
+            WatchTarget::from_spec(&none, false)
+                .unwrap_err()
+                .to_string()
+                .contains("no credentials")
+        );
+        let both = PoolStatisticsWatchSpec {
+            federation: Some(federation),
+            ..spec()
+        };
+        assert!(
+            WatchTarget::from_spec(&both, false)
+                .unwrap_err()
+                .to_string()
+                .contains("only one")
+        );
     }
 
     #[test]

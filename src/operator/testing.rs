@@ -19,6 +19,7 @@ use crate::simulator::{
 };
 
 use super::context::{Context, Settings};
+use super::keyless::{AllowedNamespaces, OperatorIdentitySettings};
 use super::metrics::Metrics;
 use super::upstream::Limits;
 
@@ -252,6 +253,11 @@ impl Fixture {
             reporter: Reporter {
                 controller: "poolwatch".to_owned(),
                 instance: Some("test".to_owned()),
+            },
+            operator_identity: OperatorIdentitySettings {
+                namespaces: AllowedNamespaces::None,
+                pod_identity: None,
+                metadata_endpoint: simulator.endpoint(),
             },
         };
         let modelarts = ModelArtsClient::new(ClientConfig::default()).expect("a client");

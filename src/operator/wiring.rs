@@ -20,12 +20,14 @@ use tracing::{error, info, warn};
 
 use super::context::{Context, Settings};
 use super::endpoints::{self, BindError, Readiness};
+use super::keyless::{AllowedNamespaces, OperatorIdentitySettings, PodIdentity};
 use super::metrics::Metrics;
 use super::reconciler::{error_policy, reconcile};
 use super::telemetry::{self, LogFormat, LoggingError};
 use super::upstream::Limits;
 use crate::api::PoolStatisticsWatch;
-use crate::modelarts::{ClientConfig, ModelArtsClient, RequestObserver};
+use crate::modelarts::keyless::DEFAULT_METADATA_ENDPOINT;
+use crate::modelarts::{ClientConfig, Endpoint, ModelArtsClient, RequestObserver, ServiceUrl};
 
 /// How often deleted watches are looked for.
 const DELETION_SWEEP: Duration = Duration::from_secs(2);
@@ -132,6 +134,31 @@ pub struct RunArgs {
     #[arg(long, env = "POOLWATCH_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
+    /// Namespaces whose watches may use the operator's own identity (spec.operatorIdentity):
+    /// repeat the flag or separate with commas; `*` for all. Default: none.
+    #[arg(
+        long = "operator-identity-namespace",
+        env = "POOLWATCH_OPERATOR_IDENTITY_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub operator_identity_namespaces: Vec<String>,
+
+    /// CCE Pod Identity's credential URL, as CCE sets it in pods with Pod Identity.
+    #[arg(long, env = "HC_CONTAINER_CREDENTIALS_FULL_URI", value_name = "URL", value_parser = ServiceUrl::parse)]
+    pub pod_identity_url: Option<ServiceUrl>,
+
+    /// The file holding the pod's CCE Pod Identity token, as CCE sets it.
+    #[arg(
+        long,
+        env = "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub pod_identity_token_file: Option<PathBuf>,
+
+    /// The ECS metadata service, for the node's agency when the pod has no Pod Identity.
+    #[arg(long, env = "POOLWATCH_METADATA_ENDPOINT", value_name = "URL", default_value = DEFAULT_METADATA_ENDPOINT, value_parser = parse_metadata_endpoint)]
+    pub metadata_endpoint: Endpoint,
+
     /// Reconciles running at once.
     #[arg(
         long,
@@ -147,6 +174,11 @@ pub struct RunArgs {
     /// Log filter in RUST_LOG syntax.
     #[arg(long, env = "POOLWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// The metadata service listens on a link-local address over plain HTTP.
+fn parse_metadata_endpoint(text: &str) -> Result<Endpoint, String> {
+    Endpoint::parse(text, true).map_err(|e| e.to_string())
 }
 
 /// Why the operator could not start, or stopped with an error. Each message says what to fix.
@@ -168,6 +200,11 @@ pub enum StartupError {
     /// The API server did not answer.
     #[error("cannot reach the Kubernetes API server: {0}")]
     KubernetesUnreachable(#[source] kube::Error),
+    /// Only one of the two Pod Identity settings is given.
+    #[error(
+        "CCE Pod Identity needs both HC_CONTAINER_CREDENTIALS_FULL_URI (--pod-identity-url) and HC_CONTAINER_AUTHORIZATION_TOKEN_FILE (--pod-identity-token-file), or neither"
+    )]
+    HalfPodIdentity,
     /// `--ca-bundle` could not be read.
     #[error("cannot read --ca-bundle {path}: {source}")]
     CaBundle {
@@ -393,8 +430,21 @@ async fn build_context(
         ..ClientConfig::default()
     })
     .map_err(StartupError::ModelArtsClient)?;
+    let pod_identity = match (&args.pod_identity_url, &args.pod_identity_token_file) {
+        (Some(url), Some(token_file)) => Some(PodIdentity {
+            url: url.clone(),
+            token_file: token_file.clone(),
+        }),
+        (None, None) => None,
+        _ => return Err(StartupError::HalfPodIdentity),
+    };
     let settings = Settings {
         allow_http_endpoints: args.allow_http_endpoints,
+        operator_identity: OperatorIdentitySettings {
+            namespaces: AllowedNamespaces::from_names(&args.operator_identity_namespaces),
+            pod_identity,
+            metadata_endpoint: args.metadata_endpoint.clone(),
+        },
         limits: Limits {
             concurrency: args.upstream_concurrency,
             rate_per_second: args.upstream_rate,

@@ -181,7 +181,7 @@ async fn kubectl_prints_the_printer_columns() {
             "`kubectl get psw -o wide` lacks {column}: {wide:?}"
         );
     }
-    for column in ["PROJECT", "WORKSPACE", "DELETING", "REASON"] {
+    for column in ["PROJECT", "WORKSPACE", "CREDENTIALS", "DELETING", "REASON"] {
         assert!(
             !narrow.iter().any(|c| c == column),
             "`kubectl get psw` shows wide column {column}"

@@ -180,7 +180,10 @@ fn printer_columns_show_readiness_and_counts_at_a_glance() {
         shown(0),
         ["READY", "CREATED", "CREATING", "FAILED", "PENDING", "AGE"]
     );
-    assert_eq!(shown(1), ["PROJECT", "WORKSPACE", "DELETING", "REASON"]);
+    assert_eq!(
+        shown(1),
+        ["PROJECT", "WORKSPACE", "CREDENTIALS", "DELETING", "REASON"]
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! it received, the interval parser, endpoints and whole specs. None may panic; the signer's
 //! pieces keep their invariants.
 
-use poolwatch::api::{LocalSecretReference, PoolStatisticsWatchSpec};
+use poolwatch::api::{Federation, LocalSecretReference, OperatorIdentity, PoolStatisticsWatchSpec};
 use poolwatch::modelarts::signer::{
     self, Authorization, RequestToSign, SdkDate, canonical_query, canonical_uri, encode_component,
     parse_query, percent_decode,
@@ -215,6 +215,7 @@ proptest! {
         iam_endpoint in proptest::option::of("(https?://)?\\PC{0,30}"),
         interval in "[0-9]{1,4}(s|m|h)|\\PC{0,8}",
         allow_http in any::<bool>(),
+        sources in proptest::bits::u8::masked(0b111),
     ) {
         let spec = PoolStatisticsWatchSpec {
             project_id,
@@ -222,7 +223,14 @@ proptest! {
             region,
             endpoint,
             iam_endpoint,
-            credentials_secret_ref: LocalSecretReference { name: "creds".to_owned() },
+            credentials_secret_ref: (sources & 1 != 0)
+                .then(|| LocalSecretReference { name: "creds".to_owned() }),
+            federation: (sources & 2 != 0).then(|| Federation {
+                service_account_name: "reader".to_owned(),
+                identity_provider_id: "cce-oidc".to_owned(),
+                audience: "client".to_owned(),
+            }),
+            operator_identity: (sources & 4 != 0).then(OperatorIdentity::default),
             interval,
             suspend: false,
         };
@@ -230,7 +238,7 @@ proptest! {
             Ok(target) => prop_assert!(target.interval.as_secs() >= 30),
             Err(e) => {
                 prop_assert!(
-                    ["endpoint", "region", "iamEndpoint", "projectId", "interval", "workspaceId"]
+                    ["endpoint", "region", "iamEndpoint", "projectId", "interval", "workspaceId", "credentialsSecretRef"]
                         .contains(&e.field),
                     "{e}"
                 );

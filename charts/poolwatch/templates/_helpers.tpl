@@ -77,4 +77,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.federation.enabled }}
+# Keyless federation: a short-lived token of the watch's own ServiceAccount, exchanged at IAM.
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+{{- end }}
 {{- end }}
