@@ -38,23 +38,34 @@ pub enum Retry {
 /// What was wrong with the credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CredentialsProblem {
-    /// The Secret or one of its keys is missing, or may not be read.
-    Unusable,
-    /// ModelArts or IAM refused the keys of this version of the Secret.
+    /// No keys could be had: the Secret or one of its keys is missing or may not be read, the
+    /// ServiceAccount is missing, the token exchange was refused.
+    Unusable {
+        /// Why, as the condition's reason.
+        reason: &'static str,
+    },
+    /// ModelArts or IAM refused the keys of this version of their source.
     Refused {
-        /// The Secret's `resourceVersion` the refused keys came from.
+        /// The version (Secret `resourceVersion`, temporary access key id) of the refused keys.
         secret_version: String,
     },
 }
 
 impl CredentialsProblem {
-    /// The version of the Secret whose keys were refused, if the keys were read at all.
-    pub fn secret_version(&self) -> Option<&str> {
+    /// What the credentials source gave when the poll failed: the refused keys' version, or
+    /// the reason no keys could be had. A later look that gives something else is a change
+    /// worth a poll: an edited Secret, a new ServiceAccount, an exchange refused differently.
+    pub fn marker(&self) -> String {
         match self {
-            Self::Unusable => None,
-            Self::Refused { secret_version } => Some(secret_version),
+            Self::Unusable { reason } => unusable_marker(reason),
+            Self::Refused { secret_version } => secret_version.clone(),
         }
     }
+}
+
+/// The [`CredentialsProblem::marker`] of a source that gave no keys for `reason`.
+pub fn unusable_marker(reason: &str) -> String {
+    format!("unusable:{reason}")
 }
 
 impl Failure {
@@ -84,7 +95,9 @@ impl Failure {
             } else {
                 Retry::Transient { after: None }
             },
-            credentials: permanent.then_some(CredentialsProblem::Unusable),
+            credentials: permanent.then_some(CredentialsProblem::Unusable {
+                reason: error.reason(),
+            }),
         }
     }
 

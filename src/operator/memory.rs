@@ -43,11 +43,12 @@ pub struct WatchMemory {
     pub kubernetes_failures: u32,
 }
 
-/// A watch stalled on its credentials, waiting for its Secret to change.
+/// A watch stalled on its credentials, waiting for them to change.
 #[derive(Clone, Debug)]
 pub struct StalledOnSecret {
-    /// The Secret's version when the failure happened; `None` if it could not be read.
-    pub version: Option<String>,
+    /// What the credentials source gave when the failure happened
+    /// ([`CredentialsProblem::marker`](super::failure::CredentialsProblem::marker)).
+    pub version: String,
     /// When to read the Secret again.
     pub next_check: Instant,
 }

@@ -17,7 +17,7 @@ use crate::api::{PoolCounts, PoolStatisticsWatch, PoolStatisticsWatchStatus};
 use crate::modelarts::PoolStatistics;
 
 use super::context::Context;
-use super::failure::Failure;
+use super::failure::{Failure, unusable_marker};
 use super::memory::{MemoryLease, StalledOnSecret, WatchKey, WatchMemory};
 use super::metrics::WatchLabels;
 use super::poll::{Poll, PollRequest};
@@ -250,7 +250,7 @@ impl<'a> WatchReconciler<'a> {
         let delay = self.memory.schedule.record_failure(&attempt, failure.retry);
         self.memory.stalled_on_secret =
             failure.credentials.as_ref().map(|problem| StalledOnSecret {
-                version: problem.secret_version().map(str::to_owned),
+                version: problem.marker(),
                 next_check: now + SECRET_RECHECK,
             });
         warn!(
@@ -284,13 +284,17 @@ impl<'a> WatchReconciler<'a> {
         let Ok(target) = &self.target else {
             return false;
         };
-        let current = self
+        let current = match self
             .ctx
             .credentials(self.namespace, &target.credentials, true)
             .await
-            .ok()
-            .map(|loaded| loaded.version);
-        let changed = current.is_some() && current != known;
+        {
+            Ok(loaded) => loaded.version,
+            Err(error) if error.is_permanent() => unusable_marker(error.reason()),
+            // A hiccup tells nothing about a change.
+            Err(_) => return false,
+        };
+        let changed = current != known;
         if changed {
             info!(credentials = %target.credentials, "credentials changed; polling at once");
         }

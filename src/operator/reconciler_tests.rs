@@ -212,7 +212,7 @@ async fn a_watch_stalled_on_its_secret_rechecks_it_and_polls_once_it_changed() {
         memory.schedule.polled_generation = Some(1);
         memory.schedule.next_due = Some(Instant::now() + Duration::from_secs(600));
         memory.stalled_on_secret = Some(StalledOnSecret {
-            version: Some("7".to_owned()),
+            version: "7".to_owned(),
             next_check,
         });
         memory
