@@ -1,5 +1,5 @@
-//! Property tests over everything that reads untrusted input: the statistics parser (any
-//! bytes from the network), the signer's canonicalisation and the simulator's parsing of what
+//! Property tests over everything that reads untrusted input: the statistics parser and the
+//! temporary-credential parser (any bytes from the network), the signer's canonicalisation and the simulator's parsing of what
 //! it received, the interval parser, endpoints and whole specs. None may panic; the signer's
 //! pieces keep their invariants.
 
@@ -8,6 +8,7 @@ use poolwatch::modelarts::signer::{
     self, Authorization, RequestToSign, SdkDate, canonical_query, canonical_uri, encode_component,
     parse_query, percent_decode,
 };
+use poolwatch::modelarts::temporary::parse_credential_answer;
 use poolwatch::modelarts::{Credentials, Endpoint, PoolStatistics};
 use poolwatch::operator::target::{WatchTarget, parse_interval};
 use proptest::prelude::*;
@@ -245,5 +246,83 @@ proptest! {
                 prop_assert!(e.to_string().starts_with("spec."));
             }
         }
+    }
+}
+
+/// Credential answers: every shape the SDKs accept with random values, sometimes anything.
+fn credential_answers() -> impl Strategy<Value = Vec<u8>> {
+    let value = prop_oneof![
+        "[A-Za-z0-9+/=]{0,40}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        "\\PC{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just("null".to_owned()),
+        Just("{}".to_owned()),
+        Just(r#""2999-01-01T00:00:00.000000Z""#.to_owned()),
+        Just(r#""1999-01-01T00:00:00Z""#.to_owned()),
+    ];
+    let key = prop_oneof![
+        Just("access"),
+        Just("accessKeyId"),
+        Just("secret"),
+        Just("secret_access_key"),
+        Just("securitytoken"),
+        Just("securityToken"),
+        Just("expires_at"),
+        Just("expiration"),
+        Just("other"),
+    ];
+    let wrapper = prop_oneof![Just("credential"), Just("credentials"), Just("")];
+    let shaped =
+        (proptest::collection::vec((key, value), 0..9), wrapper).prop_map(|(fields, wrapper)| {
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+            let object = format!("{{{}}}", fields.join(","));
+            let body = if wrapper.is_empty() {
+                object
+            } else {
+                format!("{{{wrapper:?}:{object}}}")
+            };
+            body.into_bytes()
+        });
+    prop_oneof![
+        3 => shaped,
+        1 => proptest::collection::vec(any::<u8>(), 0..256),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Whatever IAM, Pod Identity or the metadata service sends, the parser answers without
+    /// panicking; what it accepts is usable: header-safe keys, a security token, a future expiry.
+    #[test]
+    fn credential_answers_never_panic_and_accepted_ones_are_usable(body in credential_answers()) {
+        let now: jiff::Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        if let Ok(temporary) = parse_credential_answer(&body, now) {
+            let key = temporary.credentials.key_id();
+            prop_assert!(!key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()));
+            prop_assert!(temporary.credentials.security_token.is_some());
+            prop_assert!(temporary.expires_at > now);
+        }
+    }
+
+    /// Well-formed answers are accepted with exactly the values sent.
+    #[test]
+    fn well_formed_credential_answers_are_read_exactly(
+        access in "[A-Z0-9]{16,32}",
+        secret in "[A-Za-z0-9]{20,40}",
+        token in "[A-Za-z0-9+/=]{20,200}",
+        hours in 1i64..48,
+    ) {
+        let now: jiff::Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        let expires = now + jiff::SignedDuration::from_hours(hours);
+        let body = serde_json::json!({"credential": {
+            "access": access, "secret": secret, "securitytoken": token,
+            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
+        }});
+        let parsed = parse_credential_answer(body.to_string().as_bytes(), now).unwrap();
+        prop_assert_eq!(parsed.credentials.key_id(), access.as_str());
+        prop_assert_eq!(parsed.expires_at, expires);
+        let shown = format!("{:?} {}", parsed.credentials, parsed.credentials);
+        prop_assert!(!shown.contains(&secret) && !shown.contains(&token));
     }
 }
