@@ -10,6 +10,16 @@ pub enum Api {
     Statistics,
     /// `GET /v3/projects` on IAM.
     Iam,
+    /// `POST /v3.0/OS-AUTH/id-token/tokens` on IAM: an OIDC id_token for an IAM token.
+    IdToken,
+    /// `POST /v3.0/OS-CREDENTIAL/securitytokens` on IAM: an IAM token for temporary credentials.
+    SecurityToken,
+    /// `POST /v1/pod-identity/credentials`: CCE Pod Identity's temporary credentials.
+    PodIdentity,
+    /// `PUT /meta-data/latest/api/token`: an ECS metadata session token.
+    MetadataToken,
+    /// `GET /openstack/latest/securitykey`: the ECS metadata service's temporary credentials.
+    Metadata,
     /// Any other path (answered 404 `APIGW.0101`).
     Other,
 }
@@ -20,8 +30,19 @@ impl Api {
         match self {
             Api::Statistics => "statistics",
             Api::Iam => "iam",
+            Api::IdToken => "idToken",
+            Api::SecurityToken => "securityToken",
+            Api::PodIdentity => "podIdentity",
+            Api::MetadataToken => "metadataToken",
+            Api::Metadata => "metadata",
             Api::Other => "other",
         }
+    }
+
+    /// Whether requests to it must be signed with an access key (the keyless endpoints are how
+    /// a client without one gets one).
+    pub fn is_signed(&self) -> bool {
+        matches!(self, Api::Statistics | Api::Iam)
     }
 }
 
@@ -249,5 +270,27 @@ mod tests {
         assert!(!fault.matches(Api::Statistics, Some("q"), Some("0"), Some("AK")));
         assert!(!fault.matches(Api::Iam, None, None, Some("AK")));
         assert!(Fault::new(FaultKind::Hang).matches(Api::Iam, None, None, None));
+    }
+
+    #[test]
+    fn api_names_match_their_json() {
+        for api in [
+            Api::Statistics,
+            Api::Iam,
+            Api::IdToken,
+            Api::SecurityToken,
+            Api::PodIdentity,
+            Api::MetadataToken,
+            Api::Metadata,
+            Api::Other,
+        ] {
+            assert_eq!(
+                serde_json::to_value(api).ok(),
+                Some(serde_json::Value::from(api.as_str()))
+            );
+        }
+        let fault: Result<Fault, _> =
+            serde_json::from_str(r#"{"kind":"status","status":503,"api":"idToken"}"#);
+        assert_eq!(fault.ok(), Some(Fault::status(503).on(Api::IdToken)));
     }
 }

@@ -1,12 +1,27 @@
 //! A ModelArts simulator for tests, the demo and users without a Huawei Cloud account.
 //!
-//! It serves `GET /v2/{project_id}/statistics/pools` and IAM's `GET /v3/projects`, checks
-//! SDK-HMAC-SHA256 signatures and the 15-minute clock skew against configured keys, injects
-//! faults on request and counts what it served. Rust tests start it in-process with
-//! [`Simulator::start`]; other processes use `poolwatch simulator` and the admin API under
-//! `/_simulator/` (see [`server`] for the routes).
+//! On one listener it serves:
+//!
+//! - ModelArts' `GET /v2/{project_id}/statistics/pools` and IAM's `GET /v3/projects`, signed
+//!   with SDK-HMAC-SHA256: it checks signatures and the 15-minute clock skew against the
+//!   configured keys and against the temporary credentials it issued itself (security token
+//!   required and signed, until they expire; limited to the projects their source allows).
+//! - The keyless-credential side of Huawei Cloud, so that workloads without a stored key can be
+//!   tested end to end, wire-compatible with Huawei's SDKs (see [`keyless`]):
+//!   - IAM federation with OIDC identity providers (Kubernetes ServiceAccount tokens):
+//!     `POST /v3.0/OS-AUTH/id-token/tokens` (header `X-Idp-Id`) for an IAM token, then
+//!     `POST /v3.0/OS-CREDENTIAL/securitytokens` for temporary credentials;
+//!   - CCE Pod Identity: `POST /v1/pod-identity/credentials`;
+//!   - the ECS metadata service: `PUT /meta-data/latest/api/token`, then
+//!     `GET /openstack/latest/securitykey`.
+//! - The admin API under `/_simulator/` (see [`server`] for the routes).
+//!
+//! It injects faults on request (on any of the APIs above, see [`Api`]) and counts what it
+//! served. Rust tests start it in-process with [`Simulator::start`]; other processes use
+//! `poolwatch simulator` and the admin API.
 
 mod fault;
+mod keyless;
 mod server;
 mod setup;
 mod state;
@@ -22,8 +37,9 @@ use tokio::task::JoinHandle;
 
 pub use fault::{Api, Fault, FaultKind};
 pub use setup::{
-    DEMO_ACCESS_KEY_ID, DEMO_PROJECT_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY, KeyConfig,
-    ProjectConfig, SimulatedCounts, SimulatorSetup,
+    DEMO_ACCESS_KEY_ID, DEMO_PROJECT_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY, FederationRule,
+    IdentityProviderConfig, KeyConfig, MetadataConfig, PodIdentityConfig, ProjectConfig,
+    SimulatedCounts, SimulatorSetup,
 };
 pub use state::{ActiveFault, RequestCount, RequestFilter, RequestKey, SimulatorStats};
 pub use tls::{TlsIdentity, TlsListener};
@@ -228,7 +244,8 @@ impl SimulatorHandle {
         self.state.remove_counts(project, workspace)
     }
 
-    /// Replaces keys, projects and counts.
+    /// Replaces keys, projects, counts and keyless-credential sources. Temporary credentials
+    /// already issued keep working until they expire.
     pub fn replace_setup(&self, setup: SimulatorSetup) {
         self.state.replace_setup(setup);
     }
@@ -299,6 +316,11 @@ impl Drop for SimulatorHandle {
 Without --config the simulator serves a built-in demo: access key SIMULATORDEMOAK00001 with the \
 secret simulator-demo-secret-key-not-for-real-use, project 0123456789abcdef0123456789abcdef named \
 cn-north-4, workspace 0. Print it as a config file with --example-config.
+
+Keyless credentials, when configured (identityProviders, podIdentity, metadata): POST \
+/v3.0/OS-AUTH/id-token/tokens and /v3.0/OS-CREDENTIAL/securitytokens (IAM federation), POST \
+/v1/pod-identity/credentials (CCE Pod Identity), PUT /meta-data/latest/api/token and GET \
+/openstack/latest/securitykey (ECS metadata).
 
 Admin API (JSON), for tests and demos: GET /_simulator/stats, GET /_simulator/requests?api=&project=&\
 workspace=&accessKeyId=&status=, GET /_simulator/counts, PUT|DELETE /_simulator/counts/PROJECT/WORKSPACE, \

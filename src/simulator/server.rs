@@ -1,5 +1,6 @@
-//! The simulator's HTTP side: Huawei's two APIs behind a gateway-like signature check, and the
-//! admin API under `/_simulator/`.
+//! The simulator's HTTP side: Huawei's two signed APIs behind a gateway-like signature check,
+//! the keyless-credential endpoints (IAM federation, Pod Identity, ECS metadata; see
+//! [`super::keyless`]), and the admin API under `/_simulator/`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,12 +15,14 @@ use axum::routing::{delete, get, post, put};
 use serde_json::{Value, json};
 
 use super::fault::{Api, Fault, FaultKind, default_error};
+use super::keyless;
 use super::setup::SimulatedCounts;
 use super::state::{Lookup, RequestFilter, RequestKey, State as SimState};
 use crate::modelarts::Clock;
 use crate::modelarts::signer::{self, Authorization, MAX_CLOCK_SKEW, SdkDate};
 
-/// Largest request body the simulator reads (the real APIs here take none).
+/// Largest request body the simulator reads (the signed APIs take none; the IAM federation
+/// calls take a small JSON document).
 const MAX_REQUEST_BODY: usize = 1 << 20;
 
 /// Formats a time the way Go's `time.Time.String()` does for UTC, which is how ModelArts writes
@@ -79,19 +82,23 @@ fn request_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
-fn json_body(status: StatusCode, body: &Value, request_id: &str) -> Response {
+pub(super) fn json_body(status: StatusCode, body: &Value, request_id: &str) -> Response {
     with_json_headers((status, body.to_string()).into_response(), request_id)
 }
 
 /// Marks `response` as JSON and gives it the gateway's `X-Request-Id`, as every answer has.
 fn with_json_headers(mut response: Response, request_id: &str) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    with_request_id(response, request_id)
+}
+
+/// Gives `response` the gateway's `X-Request-Id`.
+pub(super) fn with_request_id(mut response: Response, request_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", v);
+        response.headers_mut().insert("x-request-id", v);
     }
     response
 }
@@ -116,6 +123,12 @@ fn target(method: &Method, path: &str, query: &[(String, String)]) -> Target {
     let trimmed = path.strip_suffix('/').unwrap_or(path);
     let segments: Vec<&str> = trimmed.split('/').collect();
     let get = method == Method::GET;
+    let post = method == Method::POST;
+    let keyless = |api| Target {
+        api,
+        project: None,
+        workspace: None,
+    };
     match segments.as_slice() {
         ["", "v2", project, "statistics", "pools"] if get => Target {
             api: Api::Statistics,
@@ -135,16 +148,63 @@ fn target(method: &Method, path: &str, query: &[(String, String)]) -> Target {
                 .map(|(_, v)| v.clone()),
             workspace: None,
         },
-        _ => Target {
-            api: Api::Other,
-            project: None,
-            workspace: None,
-        },
+        ["", "v3.0", "OS-AUTH", "id-token", "tokens"] if post => keyless(Api::IdToken),
+        ["", "v3.0", "OS-CREDENTIAL", "securitytokens"] if post => keyless(Api::SecurityToken),
+        ["", "v1", "pod-identity", "credentials"] if post => keyless(Api::PodIdentity),
+        ["", "meta-data", "latest", "api", "token"] if method == Method::PUT => {
+            keyless(Api::MetadataToken)
+        }
+        ["", "openstack", "latest", "securitykey"] if get => keyless(Api::Metadata),
+        _ => keyless(Api::Other),
     }
 }
 
-/// Checks the SDK-HMAC-SHA256 signature as the gateway does. `Ok` holds the access key id;
-/// `Err` the access key id named (if any) and the gateway's message.
+/// Who a signed request came from, as far as answering it cares.
+struct Authenticated {
+    access_key_id: String,
+    /// Set for credentials the simulator issued: they may read only some projects.
+    restriction: Option<Restriction>,
+}
+
+/// The projects issued temporary credentials may read, and whose they are.
+struct Restriction {
+    principal: String,
+    projects: Vec<String>,
+}
+
+/// The secret side of an access key the gateway knows: configured or issued.
+struct KnownKey {
+    secret_access_key: String,
+    security_token: Option<String>,
+    /// For issued credentials: their restriction and expiry.
+    issued: Option<(Restriction, SystemTime)>,
+}
+
+fn known_key(app: &App, access_key_id: &str) -> Option<KnownKey> {
+    if let Some(key) = app.state.key(access_key_id) {
+        return Some(KnownKey {
+            secret_access_key: key.secret_access_key,
+            security_token: key.security_token,
+            issued: None,
+        });
+    }
+    let issued = app.state.issued(|i| i.credential(access_key_id))?;
+    Some(KnownKey {
+        secret_access_key: issued.secret_access_key,
+        security_token: Some(issued.security_token),
+        issued: Some((
+            Restriction {
+                principal: issued.principal,
+                projects: issued.projects,
+            },
+            issued.expires_at,
+        )),
+    })
+}
+
+/// Checks the SDK-HMAC-SHA256 signature as the gateway does, for configured keys and for
+/// temporary credentials the simulator issued (until they expire). `Ok` holds the access key id
+/// and any project restriction; `Err` the access key id named (if any) and the gateway's message.
 fn authenticate(
     app: &App,
     method: &Method,
@@ -152,7 +212,7 @@ fn authenticate(
     raw_query: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<String, (Option<String>, String)> {
+) -> Result<Authenticated, (Option<String>, String)> {
     const PREFIX: &str = "Incorrect IAM authentication information";
     let Some(auth) = headers
         .get(header::AUTHORIZATION)
@@ -191,7 +251,7 @@ fn authenticate(
             ),
         ));
     }
-    let Some(key) = app.state.key(&auth.access) else {
+    let Some(key) = known_key(app, &auth.access) else {
         return Err((
             access,
             format!("{PREFIX}: Get secretKey failed,ak:******,err:ak not exist"),
@@ -233,6 +293,19 @@ fn authenticate(
         }
         (None, None) => {}
     }
+    // After the token check, so that only the holder of the token learns of the expiry.
+    if let Some((_, expires_at)) = &key.issued
+        && *expires_at <= app.clock.now()
+    {
+        return Err((
+            access,
+            format!(
+                "{PREFIX}: the security token has expired; the temporary credentials were valid \
+                 until {}, get new ones",
+                keyless::credential_time(*expires_at)
+            ),
+        ));
+    }
     let pairs: Vec<(String, String)> = signed
         .iter()
         .map(|name| (name.clone(), header_text(name).unwrap_or_default()))
@@ -264,7 +337,10 @@ fn authenticate(
     )
     .is_ok();
     if matches && to_sign.len() == signed.len() {
-        Ok(auth.access)
+        Ok(Authenticated {
+            access_key_id: auth.access,
+            restriction: key.issued.map(|(restriction, _)| restriction),
+        })
     } else {
         // Like the gateway: the canonical request it computed, `|` for newlines. It holds the
         // security token when one was signed, as the real gateway's message does.
@@ -279,7 +355,7 @@ fn authenticate(
     }
 }
 
-async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
+pub(super) async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
     let _in_flight = InFlight::enter(&app.state);
     let (parts, body) = request.into_parts();
     let request_id = request_id();
@@ -323,30 +399,44 @@ async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
             &request_id,
         );
     }
-    let access_key_id = match authenticate(
-        &app,
-        &parts.method,
-        &path,
-        &raw_query,
-        &parts.headers,
-        &body,
-    ) {
-        Ok(ak) => ak,
-        Err((ak, msg)) => {
-            // Only the gist: the full message can hold the canonical request and its token.
-            let gist = msg.split(", SignedHeaders=").next().unwrap_or_default();
-            tracing::info!(api = target.api.as_str(), "refused a request: {gist}");
-            record(ak, 401);
-            return error_body(401, "APIGW.0301", &msg, &request_id);
+    // The keyless endpoints are how a client without a key gets one: nothing to sign with.
+    let authenticated = if target.api.is_signed() {
+        match authenticate(
+            &app,
+            &parts.method,
+            &path,
+            &raw_query,
+            &parts.headers,
+            &body,
+        ) {
+            Ok(authenticated) => Some(authenticated),
+            Err((ak, msg)) => {
+                // Only the gist: the full message can hold the canonical request and its token.
+                let gist = msg.split(", SignedHeaders=").next().unwrap_or_default();
+                tracing::info!(api = target.api.as_str(), "refused a request: {gist}");
+                record(ak, 401);
+                return error_body(401, "APIGW.0301", &msg, &request_id);
+            }
         }
+    } else {
+        None
     };
+    let access_key_id = authenticated.as_ref().map(|a| a.access_key_id.clone());
+    let restriction = authenticated.as_ref().and_then(|a| a.restriction.as_ref());
     let fault = app.state.take_fault(
         target.api,
         target.project.as_deref(),
         target.workspace.as_deref(),
-        Some(&access_key_id),
+        access_key_id.as_deref(),
     );
-    let normal = || answer(&app, &target, &request_id);
+    let normal = || match target.api {
+        Api::IdToken => keyless::id_token(&app, &parts.headers, &body, &request_id),
+        Api::SecurityToken => keyless::security_token(&app, &parts.headers, &body, &request_id),
+        Api::PodIdentity => keyless::pod_identity(&app, &parts.headers, &request_id),
+        Api::MetadataToken => keyless::metadata_token(&app, &parts.headers, &request_id),
+        Api::Metadata => keyless::metadata_security_key(&app, &parts.headers, &request_id),
+        Api::Statistics | Api::Iam | Api::Other => answer(&app, &target, restriction, &request_id),
+    };
     let (status, response) = match fault.map(|f| f.kind) {
         None => normal(),
         Some(FaultKind::Latency { millis }) => {
@@ -372,7 +462,7 @@ async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
             (status, response)
         }
         Some(FaultKind::Hang) => {
-            record(Some(access_key_id), 0);
+            record(access_key_id, 0);
             std::future::pending::<()>().await;
             return StatusCode::REQUEST_TIMEOUT.into_response();
         }
@@ -422,16 +512,39 @@ async fn gateway(State(app): State<Arc<App>>, request: Request) -> Response {
             (302, response)
         }
     };
-    record(Some(access_key_id), status);
+    record(access_key_id, status);
     response
 }
 
-/// The answer of a healthy service.
-fn answer(app: &App, target: &Target, request_id: &str) -> (u16, Response) {
+/// The answer of a healthy service to a signed request.
+fn answer(
+    app: &App,
+    target: &Target,
+    restriction: Option<&Restriction>,
+    request_id: &str,
+) -> (u16, Response) {
     match target.api {
         Api::Statistics => {
             let project = target.project.as_deref().unwrap_or_default();
             let workspace = target.workspace.as_deref().unwrap_or("0");
+            if let Some(restriction) = restriction
+                && !restriction.projects.iter().any(|p| p == project)
+            {
+                // ModelArts' own refusal, not the gateway's: the credentials are valid.
+                return (
+                    403,
+                    error_body(
+                        403,
+                        "ModelArts.0204",
+                        &format!(
+                            "Policy doesn't allow modelarts:pool:list to be performed: {} is not \
+                             allowed in project {project}.",
+                            restriction.principal
+                        ),
+                        request_id,
+                    ),
+                );
+            }
             match app.state.lookup(project, workspace) {
                 Lookup::Counts(counts) => {
                     let operation_time = app
@@ -486,7 +599,13 @@ fn answer(app: &App, target: &Target, request_id: &str) -> (u16, Response) {
             let body = json!({"projects": projects, "links": {"self": "/v3/projects"}});
             (200, json_body(StatusCode::OK, &body, request_id))
         }
-        Api::Other => (
+        // The keyless endpoints are answered in `keyless`; `gateway` never sends them here.
+        Api::IdToken
+        | Api::SecurityToken
+        | Api::PodIdentity
+        | Api::MetadataToken
+        | Api::Metadata
+        | Api::Other => (
             404,
             error_body(
                 404,

@@ -1,4 +1,6 @@
-//! What the simulator serves: its keys, projects and counts, as read from the config file.
+//! What the simulator serves: its keys, projects and counts, and the keyless-credential sources
+//! (OIDC identity providers, Pod Identity, ECS metadata) it issues temporary credentials from, as
+//! read from the config file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,6 +83,102 @@ pub struct ProjectConfig {
     pub workspaces: BTreeMap<String, SimulatedCounts>,
 }
 
+/// An OpenID Connect identity provider that the simulated IAM trusts: a Kubernetes cluster whose
+/// ServiceAccount tokens may be exchanged for an IAM token (`POST /v3.0/OS-AUTH/id-token/tokens`
+/// with `X-Idp-Id: {id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityProviderConfig {
+    /// The identity provider's id, which clients send as `X-Idp-Id`.
+    pub id: String,
+    /// The `iss` every accepted token carries (the cluster's service-account issuer).
+    pub issuer: String,
+    /// The client id: accepted tokens name it in `aud`.
+    pub client_id: String,
+    /// The public keys tokens are signed with, as kube-apiserver serves them at
+    /// `/openid/v1/jwks` (`{"keys": [{"kty": "RSA", "kid": ..., "n": ..., "e": ...}]}`). Kept as
+    /// JSON so that a copy of the API server's answer can be pasted in unchanged.
+    pub jwks: serde_json::Value,
+    /// Which subjects may federate and into which projects. A subject no rule matches is
+    /// refused (403), as IAM refuses users its mapping rules do not map.
+    #[serde(default)]
+    pub rules: Vec<FederationRule>,
+}
+
+/// A mapping rule of an identity provider: the subjects it admits and the projects their
+/// temporary credentials may read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FederationRule {
+    /// The JWT `sub` to match exactly (`system:serviceaccount:team-a:modelarts-reader`), or by
+    /// prefix when it ends in `*` (`system:serviceaccount:team-a:*`).
+    pub subject: String,
+    /// The project ids the subject's temporary credentials may read statistics of; others
+    /// answer 403 `ModelArts.0204`.
+    #[serde(default)]
+    pub projects: Vec<String>,
+}
+
+impl FederationRule {
+    /// Whether the rule admits `subject`.
+    pub fn matches(&self, subject: &str) -> bool {
+        match self.subject.strip_suffix('*') {
+            Some(prefix) => subject.starts_with(prefix),
+            None => self.subject == subject,
+        }
+    }
+}
+
+/// CCE Pod Identity's credential endpoint (`POST /v1/pod-identity/credentials`), which hands
+/// temporary credentials to pods that present the agent's authorization token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodIdentityConfig {
+    /// The `Authorization` header value required (the contents of the file
+    /// `HC_CONTAINER_AUTHORIZATION_TOKEN_FILE` names).
+    pub authorization_token: String,
+    /// The project ids the issued credentials may read statistics of.
+    #[serde(default)]
+    pub projects: Vec<String>,
+}
+
+impl std::fmt::Debug for PodIdentityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodIdentityConfig")
+            .field("authorization_token", &"[REDACTED]")
+            .field("projects", &self.projects)
+            .finish()
+    }
+}
+
+/// The ECS metadata service's temporary credentials of the instance's agency
+/// (`GET /openstack/latest/securitykey`, IMDSv2-style session tokens from
+/// `PUT /meta-data/latest/api/token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// The project ids the issued credentials may read statistics of.
+    #[serde(default)]
+    pub projects: Vec<String>,
+    /// Whether `GET /openstack/latest/securitykey` needs a valid `X-Metadata-Token` (default
+    /// true, as an instance with IMDSv2 enforced); false also serves token-less clients.
+    #[serde(default = "default_true")]
+    pub require_token: bool,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        Self {
+            projects: Vec::new(),
+            require_token: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
 /// The simulator's whole setup: the config file's contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -102,6 +200,24 @@ pub struct SimulatorSetup {
     /// A fixed `operationTime` to answer with; by default the current time in Go's format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_time: Option<String>,
+    /// OIDC identity providers IAM trusts for `POST /v3.0/OS-AUTH/id-token/tokens`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_providers: Vec<IdentityProviderConfig>,
+    /// The lifetime of every temporary credential and IAM token the simulator issues, so that
+    /// tests can watch them expire in seconds. Default: the `duration_seconds` asked for (IAM
+    /// security tokens), 24h (IAM tokens), 6h (Pod Identity and metadata credentials).
+    #[serde(
+        default,
+        with = "humantime_serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub temporary_credentials_ttl: Option<Duration>,
+    /// Serve CCE Pod Identity's credential endpoint; absent: it answers 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity: Option<PodIdentityConfig>,
+    /// Serve the ECS metadata service's credentials; absent: it answers 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataConfig>,
 }
 
 /// The access key of the built-in demo setup.
@@ -128,8 +244,7 @@ impl SimulatorSetup {
                 region: Some(DEMO_REGION.to_owned()),
                 workspaces: BTreeMap::from([("0".to_owned(), SimulatedCounts::new(0, 9, 0, 0, 1))]),
             }],
-            max_clock_skew: None,
-            operation_time: None,
+            ..Self::default()
         }
     }
 
@@ -170,6 +285,42 @@ impl SimulatorSetup {
                 ));
             }
         }
+        for (index, idp) in self.identity_providers.iter().enumerate() {
+            if idp.id.is_empty() || idp.issuer.is_empty() || idp.client_id.is_empty() {
+                return Err(
+                    "every identityProviders entry needs a non-empty id, issuer and clientId"
+                        .to_owned(),
+                );
+            }
+            if self.identity_providers[..index]
+                .iter()
+                .any(|other| other.id == idp.id)
+            {
+                return Err(format!("identity provider {:?} is listed twice", idp.id));
+            }
+            if let Err(e) = serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(idp.jwks.clone()) {
+                return Err(format!(
+                    "the jwks of identity provider {:?} is not a JWK set ({{\"keys\": [...]}}): {e}",
+                    idp.id
+                ));
+            }
+            if idp.rules.iter().any(|rule| rule.subject.is_empty()) {
+                return Err(format!(
+                    "every rule of identity provider {:?} needs a non-empty subject",
+                    idp.id
+                ));
+            }
+        }
+        if self
+            .pod_identity
+            .as_ref()
+            .is_some_and(|p| p.authorization_token.is_empty())
+        {
+            return Err("podIdentity needs a non-empty authorizationToken".to_owned());
+        }
+        if self.temporary_credentials_ttl == Some(Duration::ZERO) {
+            return Err("temporaryCredentialsTtl must be longer than zero".to_owned());
+        }
         Ok(())
     }
 
@@ -187,7 +338,20 @@ impl SimulatorSetup {
              \x20   workspaces:\n\
              \x20     \"0\": {{creating: 0, created: 9, failed: 0, pending: 0, deleting: 1}}\n\
              # maxClockSkew: 15m             # X-Sdk-Date tolerance, as the real gateway\n\
-             # operationTime: \"2025-03-27 11:48:55.446172146 +0000 UTC\"   # default: now\n"
+             # operationTime: \"2025-03-27 11:48:55.446172146 +0000 UTC\"   # default: now\n\
+             # Keyless credentials: temporary AK/SK/security tokens issued to federated\n\
+             # ServiceAccounts, Pod Identity and ECS metadata clients.\n\
+             # identityProviders:\n\
+             #   - id: my-cluster                # X-Idp-Id\n\
+             #     issuer: https://kubernetes.default.svc.cluster.local\n\
+             #     clientId: modelarts           # the token's audience\n\
+             #     jwks: {{keys: [...]}}           # kube-apiserver's /openid/v1/jwks\n\
+             #     rules:\n\
+             #       - subject: \"system:serviceaccount:team-a:*\"\n\
+             #         projects: [{DEMO_PROJECT_ID}]\n\
+             # temporaryCredentialsTtl: 1h       # default: the duration asked for\n\
+             # podIdentity: {{authorizationToken: some-token, projects: [{DEMO_PROJECT_ID}]}}\n\
+             # metadata: {{projects: [{DEMO_PROJECT_ID}], requireToken: true}}\n"
         )
     }
 }
@@ -248,7 +412,89 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret() {
-        let text = format!("{:?}", SimulatorSetup::demo());
+        let mut setup = SimulatorSetup::demo();
+        setup.pod_identity = Some(PodIdentityConfig {
+            authorization_token: "pod-identity-agent-token".to_owned(),
+            projects: vec![],
+        });
+        let text = format!("{setup:?}");
         assert!(!text.contains(DEMO_SECRET_ACCESS_KEY));
+        assert!(!text.contains("pod-identity-agent-token"), "{text}");
+    }
+
+    const KEYLESS: &str = r#"
+identityProviders:
+  - id: cluster-a
+    issuer: https://kubernetes.default.svc.cluster.local
+    clientId: modelarts
+    jwks: {"keys": [{"use": "sig", "kty": "RSA", "kid": "k1", "alg": "RS256", "n": "sXch", "e": "AQAB"}]}
+    rules:
+      - subject: "system:serviceaccount:team-a:*"
+        projects: [p1]
+temporaryCredentialsTtl: 30s
+podIdentity: {authorizationToken: t, projects: [p1]}
+metadata: {projects: [p1]}
+"#;
+
+    #[test]
+    fn keyless_sources_parse() {
+        let setup = SimulatorSetup::parse(KEYLESS);
+        let Ok(setup) = setup else {
+            panic!("{setup:?}")
+        };
+        assert_eq!(setup.identity_providers[0].client_id, "modelarts");
+        assert_eq!(setup.identity_providers[0].jwks["keys"][0]["kid"], "k1");
+        assert!(setup.identity_providers[0].rules[0].matches("system:serviceaccount:team-a:x"));
+        assert_eq!(
+            setup.temporary_credentials_ttl,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            setup.metadata,
+            Some(MetadataConfig {
+                projects: vec!["p1".to_owned()],
+                require_token: true
+            })
+        );
+        // What it serialises to reads back the same.
+        let again = serde_norway::to_string(&setup).map(|t| SimulatorSetup::parse(&t));
+        assert_eq!(again.ok(), Some(Ok(setup)));
+        // Configs without the keyless fields leave them out.
+        assert!(
+            SimulatorSetup::parse("credentials: []").is_ok_and(|s| s.pod_identity.is_none()
+                && s.metadata.is_none()
+                && s.identity_providers.is_empty())
+        );
+    }
+
+    #[test]
+    fn keyless_mistakes_are_reported() {
+        for (from, to) in [
+            ("clientId: modelarts", "clientId: ''"),
+            ("{\"keys\": [", "{\"kees\": ["),
+            (
+                "subject: \"system:serviceaccount:team-a:*\"",
+                "subject: \"\"",
+            ),
+            ("authorizationToken: t", "authorizationToken: ''"),
+            ("30s", "0s"),
+            ("30s", "soon"),
+            ("metadata: {", "metadata: {requireTokens: false, "),
+        ] {
+            let text = KEYLESS.replace(from, to);
+            assert_ne!(text, KEYLESS, "{from}");
+            assert!(SimulatorSetup::parse(&text).is_err(), "{text}");
+        }
+        let twice = format!(
+            "{}  - id: cluster-a\n    issuer: i\n    clientId: c\n    jwks: {{keys: []}}\n",
+            KEYLESS
+                .split("temporaryCredentialsTtl")
+                .next()
+                .unwrap_or_default()
+        );
+        assert!(
+            SimulatorSetup::parse(&twice).is_err_and(|e| e.contains("twice")),
+            "{twice}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::lock::lock;
 
 use super::fault::{Api, Fault};
+use super::keyless::Issued;
 use super::setup::{KeyConfig, SimulatedCounts, SimulatorSetup};
 
 /// Distinct counter rows kept; past this, new combinations are folded into one overflow row so
@@ -168,6 +169,9 @@ struct Inner {
     recent: VecDeque<(RequestKey, Instant)>,
     in_flight: u64,
     max_in_flight: u64,
+    /// IAM tokens and temporary credentials issued through the keyless endpoints. They outlive
+    /// setup replacements and resets, as credentials IAM issued outlive configuration changes.
+    issued: Issued,
 }
 
 /// How many requests [`State::request_times`] remembers.
@@ -202,6 +206,16 @@ impl State {
 
     pub fn setup(&self) -> SimulatorSetup {
         self.with(|i| i.setup.clone())
+    }
+
+    /// Reads part of the setup without cloning all of it.
+    pub fn read_setup<T>(&self, f: impl FnOnce(&SimulatorSetup) -> T) -> T {
+        self.with(|i| f(&i.setup))
+    }
+
+    /// Reads or adds issued tokens and credentials.
+    pub fn issued<T>(&self, f: impl FnOnce(&mut Issued) -> T) -> T {
+        self.with(|i| f(&mut i.issued))
     }
 
     pub fn replace_setup(&self, setup: SimulatorSetup) {

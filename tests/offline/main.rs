@@ -9,4 +9,5 @@ mod crd_schema;
 mod fetch_cli;
 mod modelarts_client;
 mod properties;
+mod simulator_keyless;
 mod simulator_python_sdk;

@@ -3,6 +3,7 @@
 pub mod control_plane;
 pub mod faults;
 pub mod gitops;
+pub mod jwt;
 pub mod operator;
 pub mod rendered;
 pub mod series;
