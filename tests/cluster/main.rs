@@ -9,5 +9,6 @@ mod support;
 mod chart;
 mod control_plane;
 mod credentials;
+mod keyless;
 mod operator;
 mod reliability;

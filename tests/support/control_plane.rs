@@ -195,6 +195,11 @@ impl TestNamespace {
         }
     }
 
+    /// The PoolStatisticsWatches of this namespace.
+    pub fn watches(&self) -> Api<poolwatch::api::PoolStatisticsWatch> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
     /// Waits until the namespace's `default` ServiceAccount exists: the controller manager makes
     /// it just after the namespace, and no Pod is admitted before.
     pub async fn default_service_account(&self) {

@@ -55,6 +55,25 @@ impl Operator {
     /// Starts `poolwatch run` with `flags` only (no namespace: every namespace unless `flags`
     /// name some) against the API server of `kubeconfig`, logging at `log_level`.
     pub fn start_with(kubeconfig: &std::path::Path, log_level: &str, flags: &[&str]) -> Self {
+        Self::start_logging_with_env(kubeconfig, log_level, flags, &[])
+    }
+
+    /// [`Operator::start_with`] at debug level with `env` set (CCE Pod Identity's variables,
+    /// say).
+    pub fn start_with_env(
+        kubeconfig: &std::path::Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_logging_with_env(kubeconfig, "poolwatch=debug,info", flags, env)
+    }
+
+    fn start_logging_with_env(
+        kubeconfig: &std::path::Path,
+        log_level: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let (metrics, probes) = (free_address(), free_address());
         let mut args: Vec<String> = ["run", "--metrics-bind-address", &metrics]
             .into_iter()
@@ -63,7 +82,11 @@ impl Operator {
             .map(str::to_owned)
             .collect();
         args.extend(flags.iter().map(|f| (*f).to_owned()));
-        Self::spawn(kubeconfig, &args, &[], &metrics, &probes)
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::spawn(kubeconfig, &args, &env, &metrics, &probes)
     }
 
     /// Starts the binary with exactly `args` and `env` (plus `KUBECONFIG`); `metrics` and

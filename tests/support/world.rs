@@ -140,6 +140,23 @@ impl World {
         secret: &str,
         overrides: Value,
     ) -> PoolStatisticsWatch {
+        self.watches
+            .create(
+                &PostParams::default(),
+                &self.watch_object(name, workspace, secret, overrides),
+            )
+            .await
+            .expect("create the watch")
+    }
+
+    /// The watch [`World::create_watch_with`] creates, to create elsewhere (another namespace).
+    pub fn watch_object(
+        &self,
+        name: &str,
+        workspace: &str,
+        secret: &str,
+        overrides: Value,
+    ) -> PoolStatisticsWatch {
         let mut spec = json!({
             "endpoint": self.simulator.base_url(),
             "projectId": PROJECT,
@@ -156,17 +173,13 @@ impl World {
                 }
             }
         }
-        let watch: PoolStatisticsWatch = serde_json::from_value(json!({
+        serde_json::from_value(json!({
             "apiVersion": "poolwatch.io/v1alpha1",
             "kind": "PoolStatisticsWatch",
             "metadata": {"name": name},
             "spec": spec,
         }))
-        .expect("a valid watch");
-        self.watches
-            .create(&PostParams::default(), &watch)
-            .await
-            .expect("create the watch")
+        .expect("a valid watch")
     }
 
     /// Merge-patches the spec of watch `name`.

@@ -325,6 +325,86 @@ async fn the_namespaced_chart_rbac_is_enforced_and_sufficient() {
     );
 }
 
+/// Namespaced mode, federation enabled and not: the chart grants `create` on
+/// `serviceaccounts/token` only when asked, only in the watched namespaces, and a federated
+/// watch works with it and says what to grant without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_grants_service_account_tokens_only_with_federation_enabled() {
+    use crate::keyless::{AUDIENCE, IDP, READER, federation, trust_the_cluster};
+
+    let token_rules = |documents: &[Value]| -> usize {
+        documents
+            .iter()
+            .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+            .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|rule| {
+                strings(&rule["resources"]).contains(&"serviceaccounts/token".to_owned())
+            })
+            .count()
+    };
+    for set in [&[][..], &["watchNamespaces={a,b}"][..]] {
+        assert_eq!(
+            token_rules(&render("poolwatch", "poolwatch", set).unwrap()),
+            0
+        );
+        let enabled: Vec<&str> = set
+            .iter()
+            .copied()
+            .chain(["federation.enabled=true"])
+            .collect();
+        let documents = render("poolwatch", "poolwatch", &enabled).unwrap();
+        let expected = if set.is_empty() { 1 } else { 2 };
+        assert_eq!(token_rules(&documents), expected, "{enabled:?}");
+    }
+
+    for enabled in [true, false] {
+        let world = trust_the_cluster(
+            World::new(&format!("chart-federation-{enabled}")).await,
+            crate::support::simulator::setup(),
+        )
+        .await;
+        let namespace = world.namespace.name.clone();
+        let mut set = vec![format!("watchNamespaces={{{namespace}}}")];
+        if enabled {
+            set.push("federation.enabled=true".to_owned());
+        }
+        let set: Vec<&str> = set.iter().map(String::as_str).collect();
+        let documents = render("poolwatch", &namespace, &set).unwrap();
+        let identity = ChartIdentity::apply(&world.namespace, &documents, |_| {});
+        let flags = identity.operator_flags();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let operator = Operator::start_with(&identity.kubeconfig, "poolwatch=debug,info", &flags);
+        world
+            .create_watch_with(
+                "federated",
+                "0",
+                "-",
+                federation(&world, READER, IDP, AUDIENCE),
+            )
+            .await;
+        if enabled {
+            world.ready("federated").await;
+            audited(&world, &identity, "a token requested", |e| {
+                is(e, "create", "serviceaccounts", Some("token"), 201)
+            })
+            .await;
+        } else {
+            let stalled = world
+                .until("federated", "Stalled", |w| {
+                    has_condition(w, "Stalled", "True", "CredentialsForbidden")
+                })
+                .await;
+            let message = stalled["status"].to_string();
+            assert!(message.contains("federation.enabled=true"), "{message}");
+            audited(&world, &identity, "a token refused", |e| {
+                is(e, "create", "serviceaccounts", Some("token"), 403)
+            })
+            .await;
+        }
+        drop(operator);
+    }
+}
+
 /// One rule of the chart taken away, and how the operator must show it.
 struct MissingRule {
     /// The rendered Role the rule is taken from (`leader-election` or the watch Role).
