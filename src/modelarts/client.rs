@@ -242,6 +242,52 @@ pub(crate) struct Call<'a> {
     pub(crate) auth: Auth<'a>,
 }
 
+impl<'a> Call<'a> {
+    /// A signed `GET` of `path` with no query, extra header or body.
+    pub(crate) fn signed_get(
+        (service, operation): (Service, Operation),
+        endpoint: &'a Endpoint,
+        path: String,
+        credentials: &'a Credentials,
+    ) -> Self {
+        Self {
+            service,
+            operation,
+            endpoint,
+            method: reqwest::Method::GET,
+            path,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            auth: Auth::Signed(credentials),
+        }
+    }
+
+    /// An unsigned request of `path` carrying `secrets`, with no query, extra header or body.
+    pub(crate) fn unsigned(
+        (service, operation): (Service, Operation),
+        endpoint: &'a Endpoint,
+        (method, path): (reqwest::Method, String),
+        secrets: Vec<&'a str>,
+        plain_http_expected: bool,
+    ) -> Self {
+        Self {
+            service,
+            operation,
+            endpoint,
+            method,
+            path,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            auth: Auth::Unsigned {
+                secrets,
+                plain_http_expected,
+            },
+        }
+    }
+}
+
 /// How a request proves who sends it.
 pub(crate) enum Auth<'a> {
     /// Signed with SDK-HMAC-SHA256 (ModelArts, IAM's project list).
@@ -345,15 +391,14 @@ impl ModelArtsClient {
         async {
             check_path_id(Service::ModelArts, "project id", project_id)?;
             let call = Call {
-                service: Service::ModelArts,
-                operation: Operation::PoolStatistics,
-                endpoint,
-                method: reqwest::Method::GET,
-                path: format!("/v2/{project_id}/statistics/pools"),
                 query: vec![("workspaceId", workspace_id)],
                 headers: vec![("X-Project-Id", project_id)],
-                body: Vec::new(),
-                auth: Auth::Signed(credentials),
+                ..Call::signed_get(
+                    (Service::ModelArts, Operation::PoolStatistics),
+                    endpoint,
+                    format!("/v2/{project_id}/statistics/pools"),
+                    credentials,
+                )
             };
             let Answer {
                 status,
@@ -395,15 +440,13 @@ impl ModelArtsClient {
         );
         let id = async {
             let call = Call {
-                service: Service::Iam,
-                operation: Operation::ListProjects,
-                endpoint: iam_endpoint,
-                method: reqwest::Method::GET,
-                path: "/v3/projects".to_owned(),
                 query: vec![("name", region)],
-                headers: Vec::new(),
-                body: Vec::new(),
-                auth: Auth::Signed(credentials),
+                ..Call::signed_get(
+                    (Service::Iam, Operation::ListProjects),
+                    iam_endpoint,
+                    "/v3/projects".to_owned(),
+                    credentials,
+                )
             };
             let Answer {
                 status,

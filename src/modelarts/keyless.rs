@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::client::{Answer, Auth, Call, ModelArtsClient, Operation};
+use super::client::{Answer, Call, ModelArtsClient, Operation};
 use super::endpoint::{Endpoint, EndpointError};
 use super::error::{ErrorClass, ModelArtsError, Service};
 use super::temporary::{TemporaryCredentials, parse_credential_answer};
@@ -157,33 +157,29 @@ impl ModelArtsClient {
         let id_token = exchange.id_token.expose_secret();
         let body = json!({"auth": {"id_token": {"id": id_token}}}).to_string();
         let call = Call {
-            service: Service::Iam,
-            operation: Operation::ExchangeIdToken,
-            endpoint: exchange.iam_endpoint,
-            method: reqwest::Method::POST,
-            path: ID_TOKEN_PATH.to_owned(),
-            query: Vec::new(),
             headers: vec![("X-Idp-Id", idp)],
             body: body.into_bytes(),
-            auth: Auth::Unsigned {
-                secrets: vec![id_token],
-                plain_http_expected: false,
-            },
+            ..Call::unsigned(
+                (Service::Iam, Operation::ExchangeIdToken),
+                exchange.iam_endpoint,
+                (reqwest::Method::POST, ID_TOKEN_PATH.to_owned()),
+                vec![id_token],
+                false,
+            )
         };
-        let answer = self.execute(&call).await.map_err(|e| match e.class() {
-            ErrorClass::ProjectNotFound => {
-                let summary = format!(
-                    "IAM at {host} knows no identity provider {idp:?}: check the identity provider id (IAM console > Identity Providers)"
-                );
-                e.reclassified(ErrorClass::IdentityProviderNotFound, summary)
-            }
-            class if refusal(class) => {
-                let summary = format!(
+        let answer = self.execute(&call).await.map_err(|e| {
+            reclassify(
+                e,
+                format!(
                     "IAM refused the identity token for identity provider {idp:?}: the token's audience must be the provider's client id, its issuer the provider's URL, and a conversion rule must match its subject"
-                );
-                e.reclassified(ErrorClass::TokenExchangeRefused, summary)
-            }
-            _ => e,
+                ),
+                (
+                    ErrorClass::IdentityProviderNotFound,
+                    format!(
+                        "IAM at {host} knows no identity provider {idp:?}: check the identity provider id (IAM console > Identity Providers)"
+                    ),
+                ),
+            )
         })?;
         let iam_token = subject_token(&answer).ok_or_else(|| {
             ModelArtsError::new(
@@ -200,28 +196,24 @@ impl ModelArtsClient {
         }}})
         .to_string();
         let call = Call {
-            service: Service::Iam,
-            operation: Operation::CreateTemporaryCredentials,
-            endpoint: exchange.iam_endpoint,
-            method: reqwest::Method::POST,
-            path: SECURITY_TOKENS_PATH.to_owned(),
-            query: Vec::new(),
-            headers: Vec::new(),
             body: body.into_bytes(),
-            auth: Auth::Unsigned {
-                secrets: vec![iam_token.expose_secret(), id_token],
-                plain_http_expected: false,
-            },
+            ..Call::unsigned(
+                (Service::Iam, Operation::CreateTemporaryCredentials),
+                exchange.iam_endpoint,
+                (reqwest::Method::POST, SECURITY_TOKENS_PATH.to_owned()),
+                vec![iam_token.expose_secret(), id_token],
+                false,
+            )
         };
         let answer = self.execute(&call).await.map_err(|e| {
-            if refusal(e.class()) || e.class() == ErrorClass::ProjectNotFound {
-                let summary = format!(
-                    "IAM refused to issue temporary keys for identity provider {idp:?}'s token"
-                );
-                e.reclassified(ErrorClass::TokenExchangeRefused, summary)
-            } else {
-                e
-            }
+            let refused = format!(
+                "IAM refused to issue temporary keys for identity provider {idp:?}'s token"
+            );
+            reclassify(
+                e,
+                refused.clone(),
+                (ErrorClass::TokenExchangeRefused, refused),
+            )
         })?;
         self.credential_answer(Service::Iam, &host, &answer)
     }
@@ -236,31 +228,27 @@ impl ModelArtsClient {
         let token = authorization.expose_secret();
         let host = url.endpoint.authority();
         let call = Call {
-            service: Service::PodIdentity,
-            operation: Operation::PodIdentityCredentials,
-            endpoint: &url.endpoint,
-            method: reqwest::Method::POST,
-            path: url.path.clone(),
-            query: Vec::new(),
             headers: vec![("Authorization", token)],
             body: b"{}".to_vec(),
-            auth: Auth::Unsigned {
-                secrets: vec![token],
-                plain_http_expected: true,
-            },
+            ..Call::unsigned(
+                (Service::PodIdentity, Operation::PodIdentityCredentials),
+                &url.endpoint,
+                (reqwest::Method::POST, url.path.clone()),
+                vec![token],
+                true,
+            )
         };
         let answer = self.execute(&call).await.map_err(|e| {
-            if refusal(e.class()) {
-                let summary = format!(
+            reclassify(
+                e,
+                format!(
                     "CCE Pod Identity at {host} refused the pod's token: check the Pod Identity association of poolwatch's ServiceAccount"
-                );
-                e.reclassified(ErrorClass::TokenExchangeRefused, summary)
-            } else if e.class() == ErrorClass::ProjectNotFound {
-                let summary = format!("{host} does not serve CCE Pod Identity at {}", url.path);
-                e.reclassified(ErrorClass::ApiNotFound, summary)
-            } else {
-                e
-            }
+                ),
+                (
+                    ErrorClass::ApiNotFound,
+                    format!("{host} does not serve CCE Pod Identity at {}", url.path),
+                ),
+            )
         })?;
         self.credential_answer(Service::PodIdentity, &host, &answer)
     }
@@ -287,19 +275,18 @@ impl ModelArtsClient {
             other => other,
         }
         .map_err(|e| {
-            if refusal(e.class()) {
-                let summary = format!(
+            reclassify(
+                e,
+                format!(
                     "the ECS metadata service at {host} gave no temporary keys: give the node an agency (Cloud Service Agency) with the ModelArts permissions"
-                );
-                e.reclassified(ErrorClass::TokenExchangeRefused, summary)
-            } else if e.class() == ErrorClass::ProjectNotFound {
-                let summary = format!(
-                    "{host} does not serve the ECS metadata service: poolwatch does not run on a Huawei Cloud server, or the metadata endpoint is wrong"
-                );
-                e.reclassified(ErrorClass::ApiNotFound, summary)
-            } else {
-                e
-            }
+                ),
+                (
+                    ErrorClass::ApiNotFound,
+                    format!(
+                        "{host} does not serve the ECS metadata service: poolwatch does not run on a Huawei Cloud server, or the metadata endpoint is wrong"
+                    ),
+                ),
+            )
         })?;
         self.credential_answer(Service::Metadata, &host, &answer)
     }
@@ -312,18 +299,14 @@ impl ModelArtsClient {
     ) -> Result<Option<SecretString>, ModelArtsError> {
         let ttl = METADATA_TOKEN_TTL.as_secs().to_string();
         let call = Call {
-            service: Service::Metadata,
-            operation: Operation::MetadataToken,
-            endpoint,
-            method: reqwest::Method::PUT,
-            path: METADATA_TOKEN_PATH.to_owned(),
-            query: Vec::new(),
             headers: vec![("X-Metadata-Token-Ttl-Seconds", &ttl)],
-            body: Vec::new(),
-            auth: Auth::Unsigned {
-                secrets: Vec::new(),
-                plain_http_expected: true,
-            },
+            ..Call::unsigned(
+                (Service::Metadata, Operation::MetadataToken),
+                endpoint,
+                (reqwest::Method::PUT, METADATA_TOKEN_PATH.to_owned()),
+                Vec::new(),
+                true,
+            )
         };
         match self.execute(&call).await {
             Ok(answer) => {
@@ -359,20 +342,16 @@ impl ModelArtsClient {
     ) -> Result<Answer, ModelArtsError> {
         let token = token.map(|t| t.expose_secret());
         let call = Call {
-            service: Service::Metadata,
-            operation: Operation::MetadataCredentials,
-            endpoint,
-            method: reqwest::Method::GET,
-            path: METADATA_SECURITY_KEY_PATH.to_owned(),
-            query: Vec::new(),
             headers: token
                 .map(|t| vec![("X-Metadata-Token", t)])
                 .unwrap_or_default(),
-            body: Vec::new(),
-            auth: Auth::Unsigned {
-                secrets: token.into_iter().collect(),
-                plain_http_expected: true,
-            },
+            ..Call::unsigned(
+                (Service::Metadata, Operation::MetadataCredentials),
+                endpoint,
+                (reqwest::Method::GET, METADATA_SECURITY_KEY_PATH.to_owned()),
+                token.into_iter().collect(),
+                true,
+            )
         };
         self.execute(&call).await
     }
@@ -398,16 +377,25 @@ impl ModelArtsClient {
     }
 }
 
-/// Whether a class means the identity shown was refused.
-fn refusal(class: ErrorClass) -> bool {
-    matches!(
-        class,
+/// An exchange's failure in the words of the exchange: a refusal of the identity shown (401,
+/// 403, 400) becomes [`ErrorClass::TokenExchangeRefused`] with `refused` as summary, a 404 the
+/// class and summary of `not_found`; anything else (5xx, network, throttling) stays as it is.
+fn reclassify(
+    error: ModelArtsError,
+    refused: String,
+    (not_found, not_found_summary): (ErrorClass, String),
+) -> ModelArtsError {
+    match error.class() {
         ErrorClass::AuthenticationFailed
-            | ErrorClass::AccessDenied
-            | ErrorClass::RequestRejected
-            | ErrorClass::ClockSkew
-            | ErrorClass::TemporaryCredentialsExpired
-    )
+        | ErrorClass::AccessDenied
+        | ErrorClass::RequestRejected
+        | ErrorClass::ClockSkew
+        | ErrorClass::TemporaryCredentialsExpired => {
+            error.reclassified(ErrorClass::TokenExchangeRefused, refused)
+        }
+        ErrorClass::ProjectNotFound => error.reclassified(not_found, not_found_summary),
+        _ => error,
+    }
 }
 
 /// IAM's token from the `X-Subject-Token` header.
