@@ -372,6 +372,21 @@ impl Issued {
         self.metadata_tokens.get(token).is_some_and(|t| *t > now)
     }
 
+    /// Every secret issued and still remembered (IAM tokens, secret keys, security tokens,
+    /// metadata session tokens), for tests that prove none of them leaks.
+    pub fn secrets(&self) -> Vec<String> {
+        self.iam_tokens
+            .keys()
+            .chain(self.metadata_tokens.keys())
+            .cloned()
+            .chain(
+                self.credentials
+                    .values()
+                    .flat_map(|c| [c.secret_access_key.clone(), c.security_token.clone()]),
+            )
+            .collect()
+    }
+
     /// How many of each are remembered: IAM tokens, credentials, metadata tokens.
     #[cfg(test)]
     pub fn sizes(&self) -> (usize, usize, usize) {

@@ -271,6 +271,12 @@ impl SimulatorHandle {
         self.state.request_times(filter)
     }
 
+    /// Every secret the keyless endpoints issued and still remember (IAM tokens, secret keys,
+    /// security tokens, metadata session tokens): for tests that prove none of them leaks.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.state.issued(|issued| issued.secrets())
+    }
+
     /// All counters.
     pub fn stats(&self) -> SimulatorStats {
         self.state.stats()

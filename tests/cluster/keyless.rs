@@ -428,3 +428,89 @@ async fn the_operator_identity_comes_from_cce_pod_identity_when_the_pod_has_it()
     drop(operator);
     let _ = std::fs::remove_file(token_file);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_keyless_secret_reaches_logs_events_statuses_or_metrics() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use poolwatch::simulator::Fault;
+
+    let world = federated_world("keyless-no-leaks", operator_identity_setup()).await;
+    world.set_created("expiry", 1);
+    // A gateway that calls every key of one workspace expired: the operator renews, retries and
+    // reports it, at trace level.
+    world.simulator.inject(
+        Fault::status(401)
+            .error(
+                "APIGW.0301",
+                "Incorrect IAM authentication information: the security token has expired",
+            )
+            .for_workspace("expiry"),
+    );
+    let metadata = world.simulator.base_url();
+    let operator = world.spawn_operator_logging(
+        "trace",
+        &[
+            "--operator-identity-namespace",
+            &world.namespace.name,
+            "--metadata-endpoint",
+            &metadata,
+        ],
+    );
+    let federated = federation(&world, READER, IDP, AUDIENCE);
+    world
+        .create_watch_with("federated", "0", "-", federated.clone())
+        .await;
+    world
+        .create_watch_with("expiry", "expiry", "-", federated)
+        .await;
+    let own: Value = serde_json::from_str(OPERATOR_IDENTITY).expect("JSON");
+    world.create_watch_with("own", "0", "-", own).await;
+    world.ready("federated").await;
+    world.ready("own").await;
+    world
+        .wait("expiry", "failing as expired", SOON, |w| {
+            w.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.reason == "TemporaryCredentialsExpired")
+            })
+        })
+        .await;
+
+    let mut produced = vec![
+        ("logs", operator.logs().join("\n")),
+        ("metrics", operator.metrics().await),
+    ];
+    for kind in ["psw", "events"] {
+        let text = crate::support::control_plane::run(
+            world.namespace.kubectl().args(["get", kind, "-o", "json"]),
+        )
+        .expect("kubectl get");
+        produced.push((kind, text));
+    }
+    assert!(
+        produced[0].1.contains("\"level\":\"TRACE\""),
+        "the operator logged at trace level"
+    );
+    let secrets = world.simulator.issued_secrets();
+    assert!(
+        secrets.len() >= 6,
+        "expected the IAM token, two sets of keys and a metadata token: {} secrets",
+        secrets.len()
+    );
+    for secret in secrets {
+        let encoded = STANDARD.encode(secret.as_bytes());
+        for (what, text) in &produced {
+            assert!(!text.contains(&secret), "{what} holds an issued secret");
+            assert!(
+                !text.contains(&encoded),
+                "{what} holds a base64 issued secret"
+            );
+        }
+    }
+    // The ServiceAccount tokens themselves: JWTs start with a base64url `{"`.
+    for (what, text) in &produced {
+        assert!(!text.contains("eyJ"), "{what} holds a JWT");
+    }
+}
