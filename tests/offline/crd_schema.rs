@@ -8,6 +8,7 @@ use jsonschema::error::ValidationErrorKind;
 use kube::CustomResourceExt;
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::api::crd::{CRD_PATH, crd_yaml};
+use serde::Deserialize;
 use serde_json::Value;
 
 fn open_api_schema() -> Value {
@@ -74,6 +75,32 @@ fn every_good_spec_is_accepted() {
             parsed.err()
         );
     }
+}
+
+#[test]
+fn every_example_watch_is_accepted() {
+    let dir = crate::support::control_plane::repo_path("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_none_or(|ext| ext != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let manifest = Value::deserialize(document).expect("YAML");
+            if manifest["kind"] != "PoolStatisticsWatch" {
+                continue;
+            }
+            let problems = schema_problems(&manifest);
+            assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected the example watches, found {checked}"
+    );
 }
 
 #[test]
