@@ -5,27 +5,49 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::simulator::{self as sim, AK, PROJECT, REGION, SK, TOKEN};
+use crate::support::jwt::{self, SigningKey};
+use crate::support::simulator::{
+    self as sim, AK, FEDERATED_SUBJECT, IDP_ID, ISSUER, POD_IDENTITY_TOKEN, PROJECT, REGION, SK,
+    TOKEN,
+};
 use poolwatch::modelarts::{Credentials, Endpoint};
-use poolwatch::simulator::{Fault, FaultKind, SimulatedCounts};
+use poolwatch::simulator::{
+    Api, Fault, FaultKind, RequestFilter, SimulatedCounts, SimulatorConfig, SimulatorHandle,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poolwatch");
 
+/// Every variable that changes where `poolwatch fetch` finds credentials (or what it logs).
+const CREDENTIAL_ENVIRONMENT: &[&str] = &[
+    "HUAWEICLOUD_SDK_AK",
+    "HUAWEICLOUD_SDK_SK",
+    "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    "HUAWEICLOUD_SDK_PROJECT_ID",
+    "HUAWEICLOUD_SDK_IDP_ID",
+    "HUAWEICLOUD_SDK_ID_TOKEN_FILE",
+    "HUAWEICLOUD_SDK_IAM_ENDPOINT",
+    "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+    "HUAWEICLOUD_OIDC_PROVIDER_URN",
+    "HC_CONTAINER_CREDENTIALS_FULL_URI",
+    "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "RUST_LOG",
+];
+
 /// Runs `poolwatch fetch ARGS` with the given credential variables (and nothing inherited that
-/// could change the outcome), off the async runtime so the in-process simulator keeps serving.
+/// could change the outcome: no credential variable, and a `HOME` without a profile file unless
+/// `env` sets one), off the async runtime so the in-process simulator keeps serving.
 async fn fetch(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(BIN);
     command.arg("fetch").args(args);
-    for var in [
-        "HUAWEICLOUD_SDK_AK",
-        "HUAWEICLOUD_SDK_SK",
-        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
-        "RUST_LOG",
-    ] {
+    for var in CREDENTIAL_ENVIRONMENT {
         command.env_remove(var);
     }
+    command
+        .env("HOME", std::env::temp_dir().join("poolwatch-fetch-no-home"))
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -302,7 +324,19 @@ async fn help_never_shows_credential_values() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_credentials_name_the_variable() {
-    let output = fetch(&["--region", REGION, "--project-id", PROJECT], &[]).await;
+    let metadata = closed_port_url();
+    let output = fetch(
+        &[
+            "--region",
+            REGION,
+            "--project-id",
+            PROJECT,
+            "--metadata-endpoint",
+            &metadata,
+        ],
+        &[],
+    )
+    .await;
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("HUAWEICLOUD_SDK_AK is not set"), "{stderr}");
@@ -595,5 +629,507 @@ async fn simulator_prints_an_example_config() {
     assert!(
         poolwatch::simulator::SimulatorSetup::parse(&stdout).is_ok(),
         "{stdout}"
+    );
+}
+
+// Credential sources: `poolwatch fetch` finds credentials as Huawei's SDKs do.
+
+/// A directory of its own for one test's profile and token files, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "poolwatch-fetch-{}-{name}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        Self(dir)
+    }
+
+    /// Writes `contents` to `name` (creating directories) and returns its path as text.
+    fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(e) = std::fs::write(&path, contents) {
+            panic!("cannot write {}: {e}", path.display());
+        }
+        path.to_string_lossy().into_owned()
+    }
+
+    fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback URL where nothing listens (the port was free a moment ago).
+fn closed_port_url() -> String {
+    let port = match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(listener) => listener.local_addr().map(|a| a.port()).unwrap_or(9),
+        Err(e) => panic!("cannot bind a loopback port: {e}"),
+    };
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The one `credentials: …` line `--verbose` printed.
+fn credentials_line(output: &Output) -> String {
+    let (_, stderr) = text(output);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("credentials: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one credentials line: {stderr}");
+    lines[0].to_owned()
+}
+
+/// Requests to `api` answered with `status`.
+fn served(handle: &SimulatorHandle, api: Api, status: u16) -> u64 {
+    handle.requests_served(&RequestFilter::api(api).with_status(status))
+}
+
+/// Requests to `api`, whatever the answer.
+fn all(handle: &SimulatorHandle, api: Api) -> u64 {
+    handle.requests_served(&RequestFilter::api(api))
+}
+
+/// Asserts that no secret the test handed out or the simulator issued shows in the output.
+fn assert_no_keyless_secret(output: &Output, handle: &SimulatorHandle, extra: &[&str]) {
+    let (stdout, stderr) = text(output);
+    let issued = handle.issued_secrets();
+    let secrets = issued
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .chain([SK, POD_IDENTITY_TOKEN]);
+    for secret in secrets {
+        assert!(
+            !stdout.contains(secret),
+            "a secret leaked into stdout: {stdout}"
+        );
+        assert!(
+            !stderr.contains(secret),
+            "a secret leaked into stderr: {stderr}"
+        );
+    }
+}
+
+/// The JSON result's counts, and that it is `project`'s.
+fn assert_documented_counts(output: &Output, project: &str) {
+    let (stdout, stderr) = text(output);
+    assert!(output.status.success(), "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(value["projectId"], json!(project), "{stdout}");
+    assert_eq!(
+        value["pools"],
+        json!({"creating": 0, "created": 9, "failed": 0, "pending": 0, "deleting": 1}),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_profile_file_gives_keys_project_and_iam_endpoint() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let home = Scratch::new("profile-home");
+    let profile = home.file(
+        ".huaweicloud/credentials",
+        &format!(
+            "# as Huawei's SDKs read it\n[basic]\nak = {AK}\nsk = {SK}\nproject_id = {PROJECT}\n"
+        ),
+    );
+    let output = fetch(
+        &["--endpoint", &url, "--output", "json", "--verbose"],
+        &[("HOME", &home.path())],
+    )
+    .await;
+    assert_documented_counts(&output, PROJECT);
+    assert_eq!(
+        credentials_line(&output),
+        format!("credentials: profile file {profile} [basic] (access key TEST…)")
+    );
+    assert_no_secret(&output);
+    assert_eq!(
+        all(&handle, Api::Iam),
+        0,
+        "the profile's project_id is used"
+    );
+
+    // No project_id: looked up through the profile's iam_endpoint (the region's is unreachable
+    // from here); HUAWEICLOUD_SDK_CREDENTIALS_FILE names the file.
+    let other = Scratch::new("profile-file");
+    let file = other.file(
+        "creds.ini",
+        &format!("[basic]\nAK: {AK}\nSK: {SK}\niam_endpoint = {url}\n"),
+    );
+    let output = fetch(
+        &[
+            "--region",
+            REGION,
+            "--endpoint",
+            &url,
+            "--output",
+            "json",
+            "--verbose",
+        ],
+        &[("HUAWEICLOUD_SDK_CREDENTIALS_FILE", &file)],
+    )
+    .await;
+    assert_documented_counts(&output, PROJECT);
+    assert!(
+        credentials_line(&output).starts_with(&format!("credentials: profile file {file} [basic]")),
+        "{:?}",
+        text(&output)
+    );
+    assert_eq!(served(&handle, Api::Iam, 200), 1);
+    assert_eq!(served(&handle, Api::Statistics, 200), 2);
+    assert_no_secret(&output);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_identity_is_asked_before_the_metadata_service() {
+    let key = SigningKey::generate("sa-key-1");
+    let handle = sim::start_with(SimulatorConfig::new(sim::keyless_setup(&key))).await;
+    let url = handle.base_url();
+    let scratch = Scratch::new("pod-identity");
+    let token_file = scratch.file("token", &format!("{POD_IDENTITY_TOKEN}\n"));
+    let uri = format!("{url}/v1/pod-identity/credentials");
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--output",
+            "json",
+            "--verbose",
+            "--metadata-endpoint",
+            &url,
+        ],
+        &[
+            ("HC_CONTAINER_CREDENTIALS_FULL_URI", &uri),
+            ("HC_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+        ],
+    )
+    .await;
+    assert_documented_counts(&output, PROJECT);
+    let line = credentials_line(&output);
+    assert!(
+        line.starts_with(&format!(
+            "credentials: CCE Pod Identity at {uri} (token file {token_file}; temporary key "
+        )) && line.contains("…, expires 20"),
+        "{line}"
+    );
+    assert_eq!(served(&handle, Api::PodIdentity, 200), 1);
+    assert_eq!(served(&handle, Api::Statistics, 200), 1);
+    assert_eq!(
+        all(&handle, Api::MetadataToken) + all(&handle, Api::Metadata),
+        0,
+        "the metadata service is not asked"
+    );
+    assert_no_keyless_secret(&output, &handle, &[]);
+
+    // The agent refusing the pod's token: exit 1, pointing at the Pod Identity association.
+    let wrong = scratch.file("wrong", "not-the-agent-token");
+    let output = fetch(
+        &["--endpoint", &url, "--project-id", PROJECT],
+        &[
+            ("HC_CONTAINER_CREDENTIALS_FULL_URI", &uri),
+            ("HC_CONTAINER_AUTHORIZATION_TOKEN_FILE", &wrong),
+        ],
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("reason:      TokenExchangeRefused"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: check the Pod Identity association"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-agent-token"), "{stderr}");
+    assert_eq!(served(&handle, Api::PodIdentity, 401), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metadata_service_is_asked_when_nothing_else_is_configured() {
+    let key = SigningKey::generate("sa-key-1");
+    let handle = sim::start_with(SimulatorConfig::new(sim::keyless_setup(&key))).await;
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--output",
+            "json",
+            "--verbose",
+            "--metadata-endpoint",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    assert_documented_counts(&output, PROJECT);
+    let line = credentials_line(&output);
+    assert!(
+        line.starts_with(&format!(
+            "credentials: ECS metadata service at {url} (temporary key "
+        )) && line.contains("…, expires 20"),
+        "{line}"
+    );
+    // A session token first (the simulator requires one), then the keys, then the call.
+    assert_eq!(served(&handle, Api::MetadataToken, 200), 1);
+    assert_eq!(served(&handle, Api::Metadata, 200), 1);
+    assert_eq!(served(&handle, Api::Statistics, 200), 1);
+    assert_no_keyless_secret(&output, &handle, &[]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn federation_exchanges_the_token_file_at_the_configured_iam() {
+    let key = SigningKey::generate("sa-key-1");
+    let handle = sim::start_with(SimulatorConfig::new(sim::keyless_setup(&key))).await;
+    let url = handle.base_url();
+    let scratch = Scratch::new("federation");
+    let token = sim::id_token(&key, FEDERATED_SUBJECT);
+    let token_file = scratch.file("token", &token);
+    // No --project-id: looked up through HUAWEICLOUD_SDK_IAM_ENDPOINT (not --region's) with the
+    // federated keys. The access key is ignored: federation wins, as in the SDK.
+    let output = fetch(
+        &[
+            "--region",
+            REGION,
+            "--endpoint",
+            &url,
+            "--output",
+            "json",
+            "--verbose",
+        ],
+        &[
+            ("HUAWEICLOUD_SDK_IDP_ID", IDP_ID),
+            ("HUAWEICLOUD_SDK_ID_TOKEN_FILE", &token_file),
+            ("HUAWEICLOUD_SDK_IAM_ENDPOINT", &url),
+            ("HUAWEICLOUD_SDK_AK", "IGNOREDAK"),
+            ("HUAWEICLOUD_SDK_SK", SK),
+        ],
+    )
+    .await;
+    assert_documented_counts(&output, PROJECT);
+    let line = credentials_line(&output);
+    assert!(
+        line.starts_with(&format!(
+            "credentials: federation through identity provider \"{IDP_ID}\" at {url} (token file {token_file} from HUAWEICLOUD_SDK_ID_TOKEN_FILE; temporary key "
+        )) && line.contains("…, expires 20"),
+        "{line}"
+    );
+    assert!(
+        text(&output)
+            .1
+            .contains("warning: HUAWEICLOUD_SDK_IDP_ID and HUAWEICLOUD_SDK_ID_TOKEN_FILE are set"),
+        "{:?}",
+        text(&output)
+    );
+    assert_eq!(served(&handle, Api::IdToken, 201), 1);
+    assert_eq!(served(&handle, Api::SecurityToken, 201), 1);
+    assert_eq!(served(&handle, Api::Iam, 200), 1);
+    assert_eq!(served(&handle, Api::Statistics, 200), 1);
+    assert_eq!(handle.stats().by_status.get(&401), None);
+    assert_no_keyless_secret(&output, &handle, &[&token]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_federation_names_the_reason_and_never_the_token() {
+    let key = SigningKey::generate("sa-key-1");
+    let handle = sim::start_with(SimulatorConfig::new(sim::keyless_setup(&key))).await;
+    let url = handle.base_url();
+    let scratch = Scratch::new("wrong-audience");
+    let token = key.sign(&jwt::claims(
+        ISSUER,
+        "https://kubernetes.default.svc",
+        FEDERATED_SUBJECT,
+        Duration::from_secs(600),
+    ));
+    let token_file = scratch.file("token", &token);
+    let env = [
+        ("HUAWEICLOUD_SDK_IDP_ID", IDP_ID),
+        ("HUAWEICLOUD_SDK_ID_TOKEN_FILE", token_file.as_str()),
+        ("HUAWEICLOUD_SDK_IAM_ENDPOINT", url.as_str()),
+        ("RUST_LOG", "trace"),
+    ];
+    let output = fetch(
+        &["--endpoint", &url, "--project-id", PROJECT, "--verbose"],
+        &env,
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("reason:      TokenExchangeRefused"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("HTTP status: 401"), "{stderr}");
+    assert!(
+        stderr.contains("hint: check that the token in") && stderr.contains("client id"),
+        "{stderr}"
+    );
+    // --verbose still says which source failed.
+    assert!(
+        stderr.contains(&format!(
+            "credentials: federation through identity provider \"{IDP_ID}\" at {url} (token file {token_file} from HUAWEICLOUD_SDK_ID_TOKEN_FILE)\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains(&token) && !stderr.contains(&token),
+        "the token leaked"
+    );
+    assert_no_keyless_secret(&output, &handle, &[&token]);
+    assert_eq!(
+        served(&handle, Api::IdToken, 401),
+        1,
+        "a refusal is not retried"
+    );
+    assert_eq!(all(&handle, Api::SecurityToken), 0);
+    assert_eq!(all(&handle, Api::Statistics), 0);
+
+    // The same in --output json: the reason for machines.
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--output",
+            "json",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let value: Value = serde_json::from_str(&text(&output).0).unwrap_or(Value::Null);
+    assert_eq!(value["error"]["reason"], json!("TokenExchangeRefused"));
+    assert_no_keyless_secret(&output, &handle, &[&token]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_configured_lists_every_source_tried() {
+    let metadata = closed_port_url();
+    let started = Instant::now();
+    let output = fetch(
+        &[
+            "--region",
+            REGION,
+            "--project-id",
+            PROJECT,
+            "--metadata-endpoint",
+            &metadata,
+        ],
+        &[],
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "an unreachable metadata service must fail fast"
+    );
+    for expected in [
+        "error: no credentials found. Tried, in order:",
+        "1. environment: HUAWEICLOUD_SDK_AK is not set",
+        "HUAWEICLOUD_SDK_IDP_ID and HUAWEICLOUD_SDK_ID_TOKEN_FILE for federation",
+        "2. profile file: ",
+        "poolwatch-fetch-no-home/.huaweicloud/credentials does not exist",
+        "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+        "3. CCE Pod Identity: HC_CONTAINER_CREDENTIALS_FULL_URI and HC_CONTAINER_AUTHORIZATION_TOKEN_FILE are not set",
+        &format!("4. ECS metadata service at {metadata}: "),
+        "(NetworkError)",
+        "does not seem to run on a Huawei Cloud server",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+
+    // A server that answers but is no metadata service: the same, without waiting.
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--metadata-endpoint",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("4. ECS metadata service at {url}: "))
+            && stderr.contains("(ApiNotFound)"),
+        "{stderr}"
+    );
+    assert_eq!(all(&handle, Api::Statistics), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_configured_sources_are_usage_errors() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("HUAWEICLOUD_SDK_IDP_ID", IDP_ID)],
+            "HUAWEICLOUD_SDK_ID_TOKEN_FILE is not set",
+        ),
+        (
+            &[("HC_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/v1")],
+            "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE is not set",
+        ),
+        (
+            &[(
+                "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+                "/nonexistent/credentials",
+            )],
+            "HUAWEICLOUD_SDK_CREDENTIALS_FILE names /nonexistent/credentials, which does not exist",
+        ),
+    ];
+    for (env, expected) in cases {
+        let output = fetch(&["--region", REGION, "--project-id", PROJECT], env).await;
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    }
+    // A token file that is not there: named, with the variable that names it.
+    let output = fetch(
+        &["--region", REGION, "--project-id", PROJECT],
+        &[
+            ("HUAWEICLOUD_SDK_IDP_ID", IDP_ID),
+            ("HUAWEICLOUD_SDK_ID_TOKEN_FILE", "/nonexistent/token"),
+        ],
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the token file /nonexistent/token (HUAWEICLOUD_SDK_ID_TOKEN_FILE) does not exist"
+        ),
+        "{stderr}"
     );
 }
