@@ -331,7 +331,21 @@ impl ModelArtsClient {
                 session.set(MetadataState::Tokenless(Instant::now()));
                 Ok(None)
             }
-            Err(e) => Err(e),
+            // Anything else is not Huawei's metadata service answering: say so, rather than
+            // let a proxy's 403 read as a missing ModelArts permission.
+            Err(e) => {
+                let host = endpoint.authority();
+                Err(reclassify(
+                    e,
+                    format!(
+                        "{host} refused a metadata session token: it is not Huawei's ECS metadata service (a proxy or firewall in between?), or the metadata endpoint is wrong"
+                    ),
+                    (
+                        ErrorClass::ApiNotFound,
+                        format!("{host} does not serve the ECS metadata service"),
+                    ),
+                ))
+            }
         }
     }
 
