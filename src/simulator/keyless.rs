@@ -822,6 +822,42 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(NOW)
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256, failure_persistence: None, ..Default::default()
+        })]
+
+        /// Whatever a client sends as its id_token, the verifier answers without panicking,
+        /// and accepts nothing but a token signed with the provider's key.
+        #[test]
+        fn arbitrary_tokens_never_panic_and_are_refused(
+            parts in proptest::collection::vec("[A-Za-z0-9_=+/-]{0,40}", 0..5),
+            header in proptest::prelude::any::<bool>(),
+        ) {
+            let mut token = parts.join(".");
+            if header {
+                // A well-formed header, so the claims and signature checks are reached.
+                token = format!("{}.{token}", URL_SAFE_NO_PAD.encode(super::tests::header().to_string()));
+            }
+            proptest::prop_assert!(verify_id_token(&idp(), &token, now()).is_err());
+        }
+
+        /// Claims of any shape signed with the right key: no panic, and only a subject that the
+        /// claims really carry is ever returned.
+        #[test]
+        fn arbitrary_signed_claims_never_panic(
+            iss in proptest::option::of("\\PC{0,12}"),
+            aud in proptest::option::of("\\PC{0,12}"),
+            exp in proptest::prelude::any::<i64>(),
+            sub in proptest::option::of("\\PC{0,12}"),
+        ) {
+            let claims = json!({"iss": iss, "aud": aud, "exp": exp, "sub": sub});
+            if let Ok(subject) = verify_with(&claims) {
+                proptest::prop_assert_eq!(Some(subject), sub);
+            }
+        }
+    }
+
     fn verify_with(claims: &Value) -> Result<String, IdTokenRejection> {
         verify_id_token(&idp(), &sign_jwt(key(), &header(), claims), now())
     }

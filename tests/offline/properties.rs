@@ -4,6 +4,7 @@
 //! pieces keep their invariants.
 
 use poolwatch::api::{Federation, LocalSecretReference, OperatorIdentity, PoolStatisticsWatchSpec};
+use poolwatch::fetch::profile::parse_basic;
 use poolwatch::modelarts::signer::{
     self, Authorization, RequestToSign, SdkDate, canonical_query, canonical_uri, encode_component,
     parse_query, percent_decode,
@@ -324,5 +325,29 @@ proptest! {
         prop_assert_eq!(parsed.expires_at, expires);
         let shown = format!("{:?} {}", parsed.credentials, parsed.credentials);
         prop_assert!(!shown.contains(&secret) && !shown.contains(&token));
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Any profile file (`~/.huaweicloud/credentials`) is read or refused without panicking,
+    /// and a refusal never quotes the file (it may hold keys).
+    #[test]
+    fn profile_files_never_panic_and_errors_quote_nothing(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                "\\[[a-zA-Z]{0,8}\\]",
+                "[a-z_]{1,12} ?[=:] ?SECRET[a-z0-9]{0,8}",
+                "\\PC{0,30}",
+                Just(String::new()),
+            ],
+            0..12,
+        ),
+    ) {
+        let text = lines.join("\n");
+        if let Err(error) = parse_basic(&text) {
+            prop_assert!(!error.to_string().contains("SECRET"), "{error}");
+        }
     }
 }
