@@ -34,6 +34,9 @@ pub const REFRESH_ANNOTATION: &str = "poolwatch.io/refresh-requested-at";
 pub const SECRET_RECHECK: Duration = Duration::from_secs(15);
 /// Longest condition message: the gateway's messages can be long.
 const MAX_MESSAGE_CHARS: usize = 512;
+/// How long a new generation's poll may take before the generation is shown as Reconciling:
+/// an answer within it is shown in the same write, so a new watch costs one status write.
+pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(1);
 /// The shortest wait before a deferred poll tries the budget again.
 const MIN_DEFERRAL: Duration = Duration::from_millis(50);
 
@@ -172,16 +175,16 @@ impl<'a> WatchReconciler<'a> {
             }
         };
         debug!(?reason, "polling");
-        // A new generation is shown as Reconciling before its poll, so that kstatus readers
-        // (Flux, `kubectl wait`) never take the old status for the new spec's.
-        if self.status.observed_generation != self.request.generation {
-            self.apply(&Outcome::Progressing).await?;
-        }
         // A first poll may reuse an answer another watch of the same target just got; a new
         // spec, a refresh request or new keys want a new answer.
         let forced = !matches!(reason, PollReason::Due | PollReason::FirstPoll)
             || self.memory.stalled_on_secret.is_some();
-        let outcome = match self.poll(forced).await {
+        let polled = if self.status.observed_generation == self.request.generation {
+            self.poll(forced).await
+        } else {
+            self.poll_new_generation(forced).await?
+        };
+        let outcome = match polled {
             Poll::Deferred(wait) => return Ok(self.defer(wait)),
             Poll::Polled {
                 statistics,
@@ -191,6 +194,45 @@ impl<'a> WatchReconciler<'a> {
         };
         self.apply(&outcome).await?;
         Ok(self.requeue())
+    }
+
+    /// Polls a new generation (a new watch, a changed spec). Until a status names it, kstatus
+    /// readers (Flux, `kubectl wait`) go by the old status, or by none: an answer within
+    /// [`PROGRESS_DEADLINE`] is shown in one write, while a slower poll, or one the budget
+    /// defers, first shows the generation as Reconciling. Most new watches thus cost one status
+    /// write rather than two.
+    async fn poll_new_generation(&mut self, forced: bool) -> Result<Poll, Error> {
+        let ctx = self.ctx;
+        let target = self.target.clone();
+        let request = PollRequest {
+            target: &target,
+            namespace: self.namespace,
+            interval: self.interval,
+            forced,
+        };
+        let mut reservation = self.memory.reservation.take();
+        let result = {
+            let poll = ctx.poll(&request, &mut reservation);
+            tokio::pin!(poll);
+            tokio::select! {
+                biased;
+                polled = &mut poll => Ok(polled),
+                () = tokio::time::sleep(PROGRESS_DEADLINE) => {
+                    match self.apply(&Outcome::Progressing).await {
+                        Ok(()) => Ok(poll.await),
+                        Err(error) => Err(error),
+                    }
+                }
+            }
+        };
+        self.memory.reservation = reservation;
+        let polled = result?;
+        if matches!(polled, Poll::Deferred(_))
+            && self.status.observed_generation != self.request.generation
+        {
+            self.apply(&Outcome::Progressing).await?;
+        }
+        Ok(polled)
     }
 
     async fn poll(&mut self, forced: bool) -> Poll {

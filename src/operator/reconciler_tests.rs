@@ -12,7 +12,7 @@ use super::*;
 use crate::operator::memory::WatchMemory;
 use crate::operator::testing::{EVENTS_PATH, Fixture, NAME, NAMESPACE, SECRET_PATH, STATUS_PATH};
 use crate::operator::upstream::BudgetKey;
-use crate::simulator::{Api as SimulatorApi, DEMO_ACCESS_KEY_ID, RequestFilter};
+use crate::simulator::{Api as SimulatorApi, DEMO_ACCESS_KEY_ID, Fault, FaultKind, RequestFilter};
 
 const INTERVAL: Duration = Duration::from_secs(30);
 
@@ -65,7 +65,7 @@ fn waits_about(next: Next, wait: Duration) -> bool {
 }
 
 #[tokio::test]
-async fn a_new_watch_shows_reconciling_then_polls_once_and_shows_the_counts() {
+async fn a_new_watch_answered_at_once_is_shown_in_one_status_write() {
     let fixture = Fixture::new().await;
     let watch = PoolStatisticsWatch::test(&fixture.simulator);
 
@@ -74,8 +74,62 @@ async fn a_new_watch_shows_reconciling_then_polls_once_and_shows_the_counts() {
     assert_eq!(
         fixture.api.lines(),
         [
-            format!("PATCH {STATUS_PATH}"),
             format!("GET {SECRET_PATH}"),
+            format!("PATCH {STATUS_PATH}"),
+            format!("POST {EVENTS_PATH}"),
+        ]
+    );
+    let patches = fixture.api.status_patches();
+    assert_eq!(condition(&patches[0], "Ready"), pair("True", "Synced"));
+    assert_eq!(
+        condition(&patches[0], "Reconciling"),
+        pair("False", "Synced")
+    );
+    assert_eq!(patches[0]["status"]["pools"]["created"], 9);
+    assert_eq!(patches[0]["status"]["observedGeneration"], 1);
+    assert_eq!(patches[0]["apiVersion"], "poolwatch.io/v1alpha1");
+    assert_eq!(fixture.api.event_reasons(), ["FirstSync"]);
+    assert_eq!(statistics_calls(&fixture), 1);
+    let Next::In(wait) = next else {
+        panic!("{next:?}")
+    };
+    assert!(
+        wait >= INTERVAL.mul_f64(0.9) - Duration::from_secs(1) && wait <= INTERVAL.mul_f64(1.1),
+        "the next poll is one jittered interval away: {wait:?}"
+    );
+
+    // The status write comes back as a watch event: that reconcile changes nothing.
+    let after_write = watch.with_status(written(&patches[0]));
+    let next = reconcile_once(&fixture, &after_write)
+        .await
+        .expect("reconciled");
+    assert_eq!(fixture.api.requests().len(), 3, "{:?}", fixture.api.lines());
+    assert_eq!(statistics_calls(&fixture), 1);
+    assert!(
+        matches!(next, Next::In(wait) if wait <= INTERVAL.mul_f64(1.1)),
+        "{next:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_watch_whose_first_poll_is_slow_shows_reconciling_until_it_answers() {
+    let fixture = Fixture::new().await;
+    let watch = PoolStatisticsWatch::test(&fixture.simulator);
+    let slow = PROGRESS_DEADLINE + Duration::from_millis(500);
+    fixture.simulator.inject(
+        Fault::new(FaultKind::Latency {
+            millis: slow.as_millis() as u64,
+        })
+        .times(1),
+    );
+
+    reconcile_once(&fixture, &watch).await.expect("reconciled");
+
+    assert_eq!(
+        fixture.api.lines(),
+        [
+            format!("GET {SECRET_PATH}"),
+            format!("PATCH {STATUS_PATH}"),
             format!("PATCH {STATUS_PATH}"),
             format!("POST {EVENTS_PATH}"),
         ]
@@ -89,35 +143,9 @@ async fn a_new_watch_shows_reconciling_then_polls_once_and_shows_the_counts() {
         condition(&patches[0], "Ready"),
         pair("Unknown", "Progressing")
     );
+    assert_eq!(patches[0]["status"]["observedGeneration"], 1);
     assert_eq!(condition(&patches[1], "Ready"), pair("True", "Synced"));
-    assert_eq!(
-        condition(&patches[1], "Reconciling"),
-        pair("False", "Synced")
-    );
-    assert_eq!(patches[1]["status"]["pools"]["created"], 9);
-    assert_eq!(patches[1]["status"]["observedGeneration"], 1);
-    assert_eq!(patches[1]["apiVersion"], "poolwatch.io/v1alpha1");
-    assert_eq!(fixture.api.event_reasons(), ["FirstSync"]);
-    assert_eq!(statistics_calls(&fixture), 1);
-    let Next::In(wait) = next else {
-        panic!("{next:?}")
-    };
-    assert!(
-        wait >= INTERVAL.mul_f64(0.9) - Duration::from_secs(1) && wait <= INTERVAL.mul_f64(1.1),
-        "the next poll is one jittered interval away: {wait:?}"
-    );
-
-    // The status write comes back as a watch event: that reconcile changes nothing.
-    let after_write = watch.with_status(written(&patches[1]));
-    let next = reconcile_once(&fixture, &after_write)
-        .await
-        .expect("reconciled");
-    assert_eq!(fixture.api.requests().len(), 4, "{:?}", fixture.api.lines());
-    assert_eq!(statistics_calls(&fixture), 1);
-    assert!(
-        matches!(next, Next::In(wait) if wait <= INTERVAL.mul_f64(1.1)),
-        "{next:?}"
-    );
+    assert_eq!(statistics_calls(&fixture), 1, "one poll, shown twice");
 }
 
 #[tokio::test]
@@ -176,8 +204,12 @@ async fn a_spent_budget_defers_the_poll_without_a_failure() {
 
     assert_eq!(
         fixture.api.lines(),
-        [format!("PATCH {STATUS_PATH}"), format!("GET {SECRET_PATH}")],
-        "Reconciling is shown, the keys read, and no failure written"
+        [format!("GET {SECRET_PATH}"), format!("PATCH {STATUS_PATH}")],
+        "the keys read, Reconciling shown while the poll waits for the budget, no failure written"
+    );
+    assert_eq!(
+        condition(&fixture.api.status_patches()[0], "Reconciling"),
+        pair("True", "Progressing")
     );
     assert_eq!(statistics_calls(&fixture), 0);
     let Next::In(wait) = next else {
@@ -266,7 +298,7 @@ async fn after_a_restart_current_watches_are_not_written_and_their_polls_spread_
     let watch = template.clone();
     let first = reconcile_once(&fixture, &watch).await.expect("reconciled");
     assert!(matches!(first, Next::In(_)));
-    let current = written(&fixture.api.status_patches()[1]);
+    let current = written(&fixture.api.status_patches()[0]);
     let requests_before = fixture.api.requests().len();
     let calls_before = statistics_calls(&fixture);
 
@@ -308,8 +340,8 @@ async fn a_failed_status_write_fails_the_reconcile_and_is_written_first_next_tim
     assert!(matches!(error, Error::StatusWrite { .. }), "{error}");
     assert_eq!(
         statistics_calls(&fixture),
-        0,
-        "no poll before Reconciling is shown"
+        1,
+        "the poll answered at once: its result was the write that failed"
     );
     assert_eq!(
         fixture.context.memories.kubernetes_failures(&key(NAME)),
@@ -324,10 +356,10 @@ async fn a_failed_status_write_fails_the_reconcile_and_is_written_first_next_tim
     fixture.api.script(|script| script.status_patch = 200);
     reconcile_once(&fixture, &watch).await.expect("reconciled");
     let patches = fixture.api.status_patches();
-    assert_eq!(patches.len(), 3, "{:?}", fixture.api.lines());
+    assert_eq!(patches.len(), 2, "{:?}", fixture.api.lines());
     assert_eq!(patches[1], patches[0], "the unwritten status first");
-    assert_eq!(condition(&patches[2], "Ready"), pair("True", "Synced"));
-    assert_eq!(statistics_calls(&fixture), 1);
+    assert_eq!(condition(&patches[1], "Ready"), pair("True", "Synced"));
+    assert_eq!(statistics_calls(&fixture), 1, "and no second poll");
     assert_eq!(fixture.context.memories.kubernetes_failures(&key(NAME)), 0);
 }
 
@@ -337,8 +369,8 @@ async fn a_refresh_request_made_while_no_operator_led_is_answered_at_once_and_re
     let first = PoolStatisticsWatch::test(&fixture.simulator).refresh_requested("t1");
     reconcile_once(&fixture, &first).await.expect("reconciled");
     let patches = fixture.api.status_patches();
-    assert_eq!(patches[1]["status"]["lastHandledRefreshRequest"], "t1");
-    let answered = written(&patches[1]);
+    assert_eq!(patches[0]["status"]["lastHandledRefreshRequest"], "t1");
+    let answered = written(&patches[0]);
 
     // A new leader (no memory) sees t1 answered: nothing to do.
     fixture.context.memories.remove(&key(NAME));
@@ -346,7 +378,7 @@ async fn a_refresh_request_made_while_no_operator_led_is_answered_at_once_and_re
     reconcile_once(&fixture, &handled)
         .await
         .expect("reconciled");
-    assert_eq!(fixture.api.requests().len(), 4, "{:?}", fixture.api.lines());
+    assert_eq!(fixture.api.requests().len(), 3, "{:?}", fixture.api.lines());
     assert_eq!(statistics_calls(&fixture), 1);
 
     // It sees t2 unanswered (asked while no operator led): a poll at once, and t2 recorded.
@@ -357,8 +389,8 @@ async fn a_refresh_request_made_while_no_operator_led_is_answered_at_once_and_re
     reconcile_once(&fixture, &asked).await.expect("reconciled");
     assert_eq!(statistics_calls(&fixture), 2);
     let patches = fixture.api.status_patches();
-    assert_eq!(patches.len(), 3, "{:?}", fixture.api.lines());
-    assert_eq!(patches[2]["status"]["lastHandledRefreshRequest"], "t2");
+    assert_eq!(patches.len(), 2, "{:?}", fixture.api.lines());
+    assert_eq!(patches[1]["status"]["lastHandledRefreshRequest"], "t2");
 }
 
 #[tokio::test]
@@ -366,7 +398,7 @@ async fn a_failing_watch_turns_ready_false_when_its_counts_turn_stale_not_at_its
     let fixture = Fixture::new().await;
     let watch = PoolStatisticsWatch::test(&fixture.simulator);
     reconcile_once(&fixture, &watch).await.expect("reconciled");
-    let ready = written(&fixture.api.status_patches()[1]);
+    let ready = written(&fixture.api.status_patches()[0]);
     let watch = watch.with_status(ready);
     let failing = |last_success: Duration| {
         let mut memory = WatchMemory::default();
@@ -401,13 +433,13 @@ async fn a_failing_watch_turns_ready_false_when_its_counts_turn_stale_not_at_its
     );
     let next = reconcile_once(&fixture, &watch).await.expect("reconciled");
     let patches = fixture.api.status_patches();
-    assert_eq!(patches.len(), 3, "{:?}", fixture.api.lines());
+    assert_eq!(patches.len(), 2, "{:?}", fixture.api.lines());
     assert_eq!(
-        condition(&patches[2], "Ready"),
+        condition(&patches[1], "Ready"),
         pair("False", "NetworkError")
     );
     assert_eq!(
-        patches[2]["status"]["pools"]["created"], 9,
+        patches[1]["status"]["pools"]["created"], 9,
         "the counts stay"
     );
     assert_eq!(
