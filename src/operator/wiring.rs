@@ -11,9 +11,9 @@ use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use tracing::{error, info, warn};
@@ -458,6 +458,17 @@ async fn build_context(
     Ok(Context::new(client, modelarts, metrics, settings))
 }
 
+/// A controller of the watches of `api` whose cache keeps each watch without its
+/// `managedFields`: a reconcile never reads them, and at thousands of watches they are a good
+/// part of the operator's memory. Otherwise what `Controller::new` builds.
+fn lean_controller(api: Api<PoolStatisticsWatch>) -> Controller<PoolStatisticsWatch> {
+    let (reader, writer) = reflector::store();
+    let watches = watcher::watcher(api, watcher::Config::default()).modify(|watch| {
+        watch.managed_fields_mut().clear();
+    });
+    Controller::for_stream(reflector(writer, watches).applied_objects(), reader)
+}
+
 /// Runs one controller per watched namespace (or one for all) until `stop` resolves.
 async fn run_controllers(
     args: &RunArgs,
@@ -477,7 +488,7 @@ async fn run_controllers(
     let controllers: Vec<Controller<PoolStatisticsWatch>> = apis
         .into_iter()
         .map(|api| {
-            Controller::new(api, watcher::Config::default())
+            lean_controller(api)
                 .with_config(config.clone())
                 .graceful_shutdown_on(stop.clone())
         })
