@@ -43,6 +43,18 @@ bench-scaling: ## The scale benchmark for N = 250, 500, 1000 and 2000, and the p
 	bench/scaling-table.sh > bench/results/scaling.md
 	cat bench/results/scaling.md
 
+# `make bench-peers`: poolwatch and External Secrets Operator side by side (benches/peers.rs), at each
+# size in PEERS_N, each run on a control plane of its own in BENCH_PEERS_CLUSTER_DIR, started empty
+# and deleted afterwards (never the shared target/test-cluster). ESO's controller is built once
+# into the cache from tests/go/external-secrets (the first time: about 9 minutes on 2 cores).
+PEERS_N ?= 500,2000
+BENCH_PEERS_CLUSTER_DIR ?= $(CURDIR)/target/bench-peers-cluster
+
+.PHONY: bench-peers
+bench-peers: ## poolwatch and External Secrets Operator side by side, N = PEERS_N (500,2000); results in bench/results/peers.*.
+	@tests/control-plane/build-components.sh external-secrets >/dev/null
+	PEERS_N=$(PEERS_N) POOLWATCH_BENCH_CLUSTER_DIR=$(BENCH_PEERS_CLUSTER_DIR) $(CARGO) bench --locked --bench peers
+
 .PHONY: bench-table-check
 bench-table-check: ## Fail when bench/results/scaling.md is not what bench/scaling-table.sh makes of the results.
 	@bench/scaling-table.sh | diff -u bench/results/scaling.md - \

@@ -13,8 +13,11 @@
 //! covers the first scheduled poll of every watch), `RATE` (the operator's
 //! `--upstream-rate`; default its own default of 20/s, raised to what N watches need every 30 s
 //! with 20 % headroom once N is past 500, since a budget below the demand stretches every
-//! interval by design) and `BURST` (default twice the rate).
+//! interval by design), `BURST` (default twice the rate) and `CONCURRENCY` (the operator's
+//! `--upstream-concurrency`; default its own 8, or a tenth of the rate when that is more: the
+//! calls in flight a rate needs at 100 ms a call).
 
+mod measure;
 #[path = "../tests/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
@@ -27,6 +30,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
+use measure::{Timing, cpu_ticks, histogram, memory_kib, quantile, round, upstream_budget};
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts};
 use serde_json::json;
@@ -36,13 +40,6 @@ use support::simulator::{AK, PROJECT, SK};
 
 const INTERVAL_SECONDS: u64 = 30;
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo test --all-targets` runs bench targets too (`make test` only builds this one); only
@@ -51,13 +48,16 @@ async fn main() {
         eprintln!("scale benchmark: not run; run it with `make bench` (N=500 by default)");
         std::process::exit(2);
     }
-    let watches = setting("N", 500) as usize;
-    let needed = (watches as u64 * 6).div_ceil(INTERVAL_SECONDS * 5);
-    let rate = setting("RATE", needed.max(20));
-    let burst = setting("BURST", 2 * rate);
-    let steady = Duration::from_secs(setting("STEADY_SECONDS", 90));
-    let settle = Duration::from_secs(setting("SETTLE_SECONDS", 35));
-    let result = run(watches, Budget { rate, burst }, steady, settle).await;
+    let watches = measure::setting("N", 500) as usize;
+    let (rate, burst) = upstream_budget(watches, INTERVAL_SECONDS);
+    let Timing { settle, steady } = Timing::from_env();
+    let concurrency = measure::setting("CONCURRENCY", (rate / 10).max(8));
+    let budget = Budget {
+        rate,
+        burst,
+        concurrency,
+    };
+    let result = run(watches, budget, steady, settle).await;
     let (json_path, table) = result.write();
     println!("\n{table}\nresults: {json_path}");
 }
@@ -67,6 +67,9 @@ async fn main() {
 struct Budget {
     rate: u64,
     burst: u64,
+    /// Calls in flight at once: the rate times the calls' latency (Little's law). The default
+    /// 8 carries 80 calls/s at 100 ms; `CONCURRENCY` overrides rate / 10, at least 8.
+    concurrency: u64,
 }
 
 /// Everything one run measured.
@@ -76,7 +79,9 @@ struct BenchResult {
     interval_seconds: u64,
     upstream_rate: u64,
     upstream_burst: u64,
+    upstream_concurrency: u64,
     cores: usize,
+    all_created_seconds: f64,
     all_ready_seconds: f64,
     rate_limit_floor_seconds: f64,
     steady_window_seconds: f64,
@@ -109,11 +114,19 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
     create_secret(&namespace).await;
     // Info level: what a production deployment logs (debug would measure log formatting).
     let (rate, burst) = (budget.rate.to_string(), budget.burst.to_string());
+    let concurrency = budget.concurrency.to_string();
     let mut operator = Operator::start_on(
         &support::control_plane::control_plane().kubeconfig,
         &namespace.name,
         "info",
-        &["--upstream-rate", &rate, "--upstream-burst", &burst],
+        &[
+            "--upstream-rate",
+            &rate,
+            "--upstream-burst",
+            &burst,
+            "--upstream-concurrency",
+            &concurrency,
+        ],
     );
     let api: Api<PoolStatisticsWatch> = Api::namespaced(namespace.client.clone(), &namespace.name);
 
@@ -144,6 +157,8 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
         .try_collect::<Vec<()>>()
         .await
         .expect("create the watches");
+    // The API server's own pace: no watch can be Ready before it exists.
+    let all_created = started.elapsed();
 
     loop {
         let ready = api
@@ -191,9 +206,8 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
     let writes = status_writes(&namespace) - writes_before;
     let (peak_rss_kib, rss_kib) = memory_kib(pid);
     let metrics = operator.metrics().await;
-    let ticks_per_second = 100.0; // USER_HZ on Linux
     let cpu_percent =
-        (cpu_after - cpu_before) as f64 / ticks_per_second / window.as_secs_f64() * 100.0;
+        (cpu_after - cpu_before) as f64 / measure::TICKS_PER_SECOND / window.as_secs_f64() * 100.0;
     let intervals = window.as_secs_f64() / INTERVAL_SECONDS as f64;
     let histogram = histogram(&metrics, "poolwatch_reconcile_duration_seconds");
     // The burst goes at once; the rest at the rate.
@@ -201,12 +215,22 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
         watches.saturating_sub(budget.burst as usize) as f64 / budget.rate as f64;
 
     drop(operator);
+    // Thousands of watches left behind would slow every later run on this control plane.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(namespace.client.clone());
+    if let Err(error) = namespaces
+        .delete(&namespace.name, &kube::api::DeleteParams::default())
+        .await
+    {
+        eprintln!("could not delete namespace {}: {error}", namespace.name);
+    }
     BenchResult {
         watches,
         interval_seconds: INTERVAL_SECONDS,
         upstream_rate: budget.rate,
+        upstream_concurrency: budget.concurrency,
         upstream_burst: budget.burst,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        all_created_seconds: round(all_created.as_secs_f64()),
         all_ready_seconds: round(all_ready.as_secs_f64()),
         rate_limit_floor_seconds: round(rate_limit_floor),
         steady_window_seconds: round(window.as_secs_f64()),
@@ -252,13 +276,16 @@ impl BenchResult {
             ("machine cores", self.cores.to_string()),
             (
                 "upstream budget",
-                format!("{}/s, burst {}", self.upstream_rate, self.upstream_burst),
+                format!(
+                    "{}/s, burst {}, {} in flight",
+                    self.upstream_rate, self.upstream_burst, self.upstream_concurrency
+                ),
             ),
             (
                 "all Ready after",
                 format!(
-                    "{} s (rate-limit floor {} s)",
-                    self.all_ready_seconds, self.rate_limit_floor_seconds
+                    "{} s (rate-limit floor {} s; the API server took {} s to create them all)",
+                    self.all_ready_seconds, self.rate_limit_floor_seconds, self.all_created_seconds
                 ),
             ),
             (
@@ -314,10 +341,6 @@ fn workspace(index: usize) -> String {
     format!("ws-{index:05}")
 }
 
-fn round(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
 fn is_ready(watch: &PoolStatisticsWatch) -> bool {
     watch.status.as_ref().is_some_and(|s| {
         s.conditions
@@ -358,80 +381,4 @@ fn status_writes(namespace: &TestNamespace) -> usize {
                 && e["stage"] == "ResponseComplete"
         })
         .count()
-}
-
-/// User plus system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the operator runs");
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat format")
-        .1
-        .split_whitespace()
-        .collect();
-    let utime: u64 = fields[11].parse().expect("utime");
-    let stime: u64 = fields[12].parse().expect("stime");
-    utime + stime
-}
-
-/// Peak and current resident memory of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the operator runs");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// A histogram's cumulative buckets `(upper bound, count)` from Prometheus text.
-fn histogram(metrics: &str, name: &str) -> Vec<(f64, f64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
-    metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .filter_map(|rest| {
-            let (bound, count) = rest.split_once("\"}")?;
-            let bound = if bound == "+Inf" {
-                f64::INFINITY
-            } else {
-                bound.parse().ok()?
-            };
-            Some((bound, count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// The `q` quantile of a cumulative histogram, interpolated within its bucket as Prometheus'
-/// `histogram_quantile` does.
-fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
-    let Some(&(_, total)) = buckets.last() else {
-        return 0.0;
-    };
-    if total == 0.0 {
-        return 0.0;
-    }
-    let rank = q * total;
-    let mut lower = (0.0, 0.0);
-    for &(bound, count) in buckets {
-        if count >= rank {
-            if bound.is_infinite() {
-                return lower.0;
-            }
-            let width = count - lower.1;
-            let fraction = if width > 0.0 {
-                (rank - lower.1) / width
-            } else {
-                1.0
-            };
-            return lower.0 + (bound - lower.0) * fraction;
-        }
-        lower = (bound, count);
-    }
-    lower.0
 }
