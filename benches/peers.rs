@@ -21,8 +21,9 @@
 //! (`poolwatch,eso`, the default, or either alone: to profile one),
 //! `POOLWATCH_BENCH_CLUSTER_DIR` (the control plane's state directory, default
 //! `target/bench-peers-cluster`; never the shared `target/test-cluster`, which this bench would
-//! tear down), `SETTLE_SECONDS`, `STEADY_SECONDS`, and poolwatch's `RATE`/`BURST` as in
-//! `make bench`. Results go to `bench/results/peers.{json,md}`, written only when every run is
+//! tear down), `SETTLE_SECONDS`, `STEADY_SECONDS`, poolwatch's `RATE`/`BURST`/`CONCURRENCY` as in
+//! `make bench`; `ESO_CONCURRENT` (ESO's `--concurrent`, default 1: see [`eso_flags`]). Results
+//! go to `bench/results/peers.{json,md}`, written only when every run is
 //! complete. Interrupted (SIGINT, SIGTERM) or failed, it stops every process it started and
 //! deletes its control plane.
 
@@ -272,9 +273,16 @@ async fn run_poolwatch(plane: &'static ControlPlane, watches: usize, timing: Tim
         );
     }
     create_credentials(&namespace).await;
+    // The budget `make bench` gives N watches: its rate and burst, and calls in flight as
+    // benches/scale.rs sizes them (poolwatch's default of 8 up to 80 calls/s, so up to 2,000
+    // watches; named only past that, so the flags shown are the ones that differ).
     let (rate, burst) = measure::upstream_budget(watches, INTERVAL_SECONDS);
-    let (rate, burst) = (rate.to_string(), burst.to_string());
-    let extra = ["--upstream-rate", &rate, "--upstream-burst", &burst];
+    let concurrency = measure::setting("CONCURRENCY", (rate / 10).max(8));
+    let (rate, burst, concurrency) = (rate.to_string(), burst.to_string(), concurrency.to_string());
+    let mut extra = vec!["--upstream-rate", &rate, "--upstream-burst", &burst];
+    if concurrency != "8" {
+        extra.extend(["--upstream-concurrency", &concurrency]);
+    }
     // Info level: what a production deployment logs.
     let mut poolwatch = Poolwatch {
         operator: Operator::start_on(&plane.kubeconfig, &namespace.name, "info", &extra),
