@@ -38,13 +38,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{
-    ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
-};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use measure::{RequestCounts, Timing};
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts};
@@ -357,24 +354,12 @@ fn watch_synced(watch: &PoolStatisticsWatch) -> bool {
 
 /// The Secret with the simulator's access key that every watch names.
 async fn create_credentials(namespace: &TestNamespace) {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("creds".to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([
-            ("accessKeyId".to_owned(), ByteString(AK.as_bytes().to_vec())),
-            (
-                "secretAccessKey".to_owned(),
-                ByteString(SK.as_bytes().to_vec()),
-            ),
-        ])),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(namespace.client.clone(), &namespace.name)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create the Secret");
+    support::world::put_secret(
+        namespace,
+        "creds",
+        &[("accessKeyId", AK), ("secretAccessKey", SK)],
+    )
+    .await;
 }
 
 /// The poolwatch operator of one run and its size.

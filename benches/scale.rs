@@ -22,14 +22,11 @@ mod measure;
 #[allow(dead_code)]
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::api::{ListParams, PostParams};
 use measure::{Timing, cpu_ticks, histogram, memory_kib, quantile, round, upstream_budget};
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts};
@@ -350,24 +347,12 @@ fn is_ready(watch: &PoolStatisticsWatch) -> bool {
 }
 
 async fn create_secret(namespace: &TestNamespace) {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("creds".to_owned()),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([
-            ("accessKeyId".to_owned(), ByteString(AK.as_bytes().to_vec())),
-            (
-                "secretAccessKey".to_owned(),
-                ByteString(SK.as_bytes().to_vec()),
-            ),
-        ])),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(namespace.client.clone(), &namespace.name)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create the Secret");
+    support::world::put_secret(
+        namespace,
+        "creds",
+        &[("accessKeyId", AK), ("secretAccessKey", SK)],
+    )
+    .await;
 }
 
 /// Status writes (patches of the status subresource) in the namespace so far.
