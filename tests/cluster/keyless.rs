@@ -10,6 +10,7 @@ use crate::support::control_plane::TestNamespace;
 use crate::support::operator::{
     Operator, eventually, has_condition, request_refresh, wait_for_watch,
 };
+use crate::support::scratch::Scratch;
 use crate::support::simulator::{self, AK, POD_IDENTITY_TOKEN, PROJECT};
 use crate::support::world::{SOON, World};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -384,12 +385,8 @@ async fn the_operator_identity_serves_only_the_namespaces_the_admin_allows() {
 async fn the_operator_identity_comes_from_cce_pod_identity_when_the_pod_has_it() {
     let world = World::new("pod-identity").await;
     world.simulator.replace_setup(operator_identity_setup());
-    let token_file = std::env::temp_dir().join(format!(
-        "poolwatch-pod-identity-{}-{}",
-        std::process::id(),
-        world.namespace.name
-    ));
-    std::fs::write(&token_file, format!("{POD_IDENTITY_TOKEN}\n")).expect("write the token");
+    let scratch = Scratch::new("pod-identity");
+    let token_file = scratch.file("token", &format!("{POD_IDENTITY_TOKEN}\n"));
     let url = format!("{}/v1/pod-identity/credentials", world.simulator.base_url());
     let operator = Operator::start_with_env(
         &world.plane().kubeconfig,
@@ -401,10 +398,7 @@ async fn the_operator_identity_comes_from_cce_pod_identity_when_the_pod_has_it()
         ],
         &[
             ("HC_CONTAINER_CREDENTIALS_FULL_URI", url.as_str()),
-            (
-                "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                token_file.to_str().expect("a UTF-8 path"),
-            ),
+            ("HC_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.as_str()),
         ],
     );
     let spec: Value = serde_json::from_str(OPERATOR_IDENTITY).expect("JSON");
@@ -426,7 +420,6 @@ async fn the_operator_identity_comes_from_cce_pod_identity_when_the_pod_has_it()
         "the Pod Identity token reached a log line"
     );
     drop(operator);
-    let _ = std::fs::remove_file(token_file);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::jwt::{self, SigningKey};
+use crate::support::scratch::Scratch;
 use crate::support::simulator::{
     self as sim, AK, FEDERATED_SUBJECT, IDP_ID, ISSUER, POD_IDENTITY_TOKEN, PROJECT, REGION, SK,
     TOKEN,
@@ -633,46 +634,6 @@ async fn simulator_prints_an_example_config() {
 }
 
 // Credential sources: `poolwatch fetch` finds credentials as Huawei's SDKs do.
-
-/// A directory of its own for one test's profile and token files, removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "poolwatch-fetch-{}-{name}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            panic!("cannot create {}: {e}", dir.display());
-        }
-        Self(dir)
-    }
-
-    /// Writes `contents` to `name` (creating directories) and returns its path as text.
-    fn file(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        if let Err(e) = std::fs::write(&path, contents) {
-            panic!("cannot write {}: {e}", path.display());
-        }
-        path.to_string_lossy().into_owned()
-    }
-
-    fn path(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A loopback URL where nothing listens (the port was free a moment ago).
 fn closed_port_url() -> String {
     let port = match std::net::TcpListener::bind("127.0.0.1:0") {

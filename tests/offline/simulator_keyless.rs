@@ -8,12 +8,12 @@
 //! Needs the SDK that `make python-tools` installs; `make test` exports its interpreter as
 //! `POOLWATCH_PYTHON`. Without it the tests fail and say so: they are never skipped.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::control_plane::repo_path;
 use crate::support::jwt::{self, SigningKey};
+use crate::support::scratch::Scratch;
 use crate::support::simulator::{
     self as sim, CLIENT_ID, FEDERATED_SUBJECT, IDP_ID, ISSUER, OTHER_PROJECT, OTHER_REGION,
     POD_IDENTITY_TOKEN, PROJECT,
@@ -30,38 +30,6 @@ fn python() -> String {
              the simulator. Run it through `make test`, or run `make python-tools` and set \
              POOLWATCH_PYTHON=$HOME/.cache/poolwatch/venv/bin/python"
         ),
-    }
-}
-
-/// A directory of its own for one test's token files, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "poolwatch-keyless-{}-{name}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            panic!("cannot create {}: {e}", dir.display());
-        }
-        Self(dir)
-    }
-
-    /// Writes `contents` to `name` and returns its path as text.
-    fn file(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        if let Err(e) = std::fs::write(&path, contents) {
-            panic!("cannot write {}: {e}", path.display());
-        }
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod gitops;
 pub mod jwt;
 pub mod operator;
 pub mod rendered;
+pub mod scratch;
 pub mod series;
 pub mod simulator;
 pub mod specs;
