@@ -25,6 +25,10 @@ pub const BUSY_RETRY: Duration = Duration::from_secs(1);
 pub const FAILURE_SHARE: Duration = Duration::from_secs(10);
 /// Answers older than this are forgotten, whatever the intervals.
 pub const MAX_SHARE_AGE: Duration = Duration::from_secs(3600);
+/// How often the shared answers are swept of those past [`MAX_SHARE_AGE`]. A lookup never
+/// takes an answer that old anyway; sweeping on every call walked every remembered answer (one
+/// per workspace) on every poll, a fifth of the operator's CPU at 2,000 watches.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Limits on the calls to one endpoint with one access key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,12 +147,15 @@ enum Slot<T: Clone> {
 /// caller.
 pub struct SharedCalls<K, T: Clone> {
     slots: Arc<Mutex<HashMap<K, Slot<T>>>>,
+    /// When the slots were last swept (see [`SWEEP_EVERY`]).
+    swept: Mutex<Option<Instant>>,
 }
 
 impl<K, T: Clone> Default for SharedCalls<K, T> {
     fn default() -> Self {
         Self {
             slots: Arc::new(Mutex::new(HashMap::new())),
+            swept: Mutex::new(None),
         }
     }
 }
@@ -186,6 +193,16 @@ where
     K: Clone + Eq + Hash + Send + 'static,
     T: Clone + Send + Sync + 'static,
 {
+    /// Whether the slots are due for a sweep; if so, counts it as done now.
+    fn sweep_due(&self) -> bool {
+        let mut swept = lock(&self.swept);
+        let due = swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY);
+        if due {
+            *swept = Some(Instant::now());
+        }
+        due
+    }
+
     /// The answer `wanted`: reused if fresh enough, joined if a call is in flight, or else made
     /// by `call` once `admit` grants a permit.
     pub async fn get<P, F>(
@@ -206,10 +223,12 @@ where
         let fresh_within = fresh_within.min(MAX_SHARE_AGE);
         let in_flight = {
             let mut slots = lock(&self.slots);
-            slots.retain(|_, slot| match slot {
-                Slot::Done(answer) => answer.at.elapsed() < MAX_SHARE_AGE,
-                Slot::InFlight(_) => true,
-            });
+            if self.sweep_due() {
+                slots.retain(|_, slot| match slot {
+                    Slot::Done(answer) => answer.at.elapsed() < MAX_SHARE_AGE,
+                    Slot::InFlight(_) => true,
+                });
+            }
             match slots.get(&key) {
                 Some(Slot::Done(answer)) => {
                     let window = if is_failure(&answer.value) {
