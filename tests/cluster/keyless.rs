@@ -228,6 +228,27 @@ async fn federated_keys_are_renewed_across_an_expiry_of_seconds_with_no_failed_p
         0,
         "a poll failed across renewals"
     );
+
+    // Every poll signed with keys younger than their renewal time (15 s of 20): renewed before
+    // they expire, not merely once they have.
+    let issued = world
+        .simulator
+        .request_times(&RequestFilter::api(SimulatorApi::SecurityToken).with_status(201));
+    for polled in world
+        .simulator
+        .request_times(&RequestFilter::api(SimulatorApi::Statistics).with_status(200))
+    {
+        let keys_from = issued
+            .iter()
+            .filter(|at| **at <= polled)
+            .max()
+            .expect("keys issued before the poll");
+        let age = polled - *keys_from;
+        assert!(
+            age < Duration::from_secs(16),
+            "a poll signed with keys {age:?} old, past their renewal at 15 s"
+        );
+    }
     assert!(
         exchanges < polls,
         "{exchanges} exchanges for {polls} polls: keys were not reused"
