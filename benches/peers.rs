@@ -76,7 +76,7 @@ async fn main() {
     // when dropped), so an interruption only has to drop it: `select!` does so before returning.
     let outcome = tokio::select! {
         biased;
-        signal = interrupted() => Err(signal),
+        signal = measure::interrupted() => Err(signal),
         report = run_all(&settings) => Ok(report),
     };
     // Here the benchmark's future is dropped: its processes are stopped, its control plane gone.
@@ -96,17 +96,6 @@ async fn main() {
     }
     let table = report.write();
     println!("\n{table}\nresults: bench/results/peers.json, bench/results/peers.md");
-}
-
-/// Resolves when the process is asked to stop (SIGINT, as Ctrl-C sends, or SIGTERM); says which.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
-    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = interrupt.recv() => "interrupted (SIGINT)",
-        _ = terminate.recv() => "terminated (SIGTERM)",
-    }
 }
 
 /// What to run, from the environment.

@@ -22,12 +22,15 @@ mod measure;
 #[allow(dead_code)]
 mod support;
 
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use measure::{Timing, cpu_ticks, histogram, memory_kib, quantile, round, upstream_budget};
+use measure::{
+    Timing, cpu_ticks, histogram, memory_kib, quantile, round, upstream_budget, write_atomically,
+};
 use poolwatch::api::PoolStatisticsWatch;
 use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts};
 use serde_json::json;
@@ -54,9 +57,42 @@ async fn main() {
         burst,
         concurrency,
     };
-    let result = run(watches, budget, steady, settle).await;
-    let (json_path, table) = result.write();
-    println!("\n{table}\nresults: {json_path}");
+    let namespace = TestNamespace::new(&format!("bench-{watches}")).await;
+    // The run's future owns the operator and the simulator, each stopped when dropped: an
+    // interruption drops the future, a failure unwinds through it. Either way the namespace goes
+    // too, since thousands of watches left in etcd would slow every later run on this control plane.
+    let outcome = tokio::select! {
+        biased;
+        signal = measure::interrupted() => Err((signal, 130)),
+        result = AssertUnwindSafe(run(&namespace, watches, budget, steady, settle)).catch_unwind() => {
+            result.map_err(|_| ("failed (the panic above says why)", 101))
+        }
+    };
+    delete_namespace(&namespace).await;
+    match outcome {
+        Ok(result) => {
+            let (json_path, table) = result.write();
+            println!("\n{table}\nresults: {json_path}");
+        }
+        Err((why, code)) => {
+            eprintln!(
+                "scale benchmark: {why}; stopped the operator, deleted namespace {}; no result written",
+                namespace.name
+            );
+            std::process::exit(code);
+        }
+    }
+}
+
+/// Deletes the benchmark's namespace and, with it, its watches and Secret.
+async fn delete_namespace(namespace: &TestNamespace) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(namespace.client.clone());
+    if let Err(error) = namespaces
+        .delete(&namespace.name, &kube::api::DeleteParams::default())
+        .await
+    {
+        eprintln!("could not delete namespace {}: {error}", namespace.name);
+    }
 }
 
 /// The operator's upstream budget for the run.
@@ -98,8 +134,13 @@ struct BenchResult {
     reconcile_p99_ms: f64,
 }
 
-async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration) -> BenchResult {
-    let namespace = TestNamespace::new(&format!("bench-{watches}")).await;
+async fn run(
+    namespace: &TestNamespace,
+    watches: usize,
+    budget: Budget,
+    steady: Duration,
+    settle: Duration,
+) -> BenchResult {
     let simulator = support::simulator::start().await;
     for index in 0..watches {
         simulator.set_counts(
@@ -108,7 +149,7 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
             SimulatedCounts::new(0, 9, 0, 0, 1),
         );
     }
-    create_secret(&namespace).await;
+    create_secret(namespace).await;
     // Info level: what a production deployment logs (debug would measure log formatting).
     let (rate, burst) = (budget.rate.to_string(), budget.burst.to_string());
     let concurrency = budget.concurrency.to_string();
@@ -169,8 +210,11 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
         if ready == watches {
             break;
         }
-        if operator.wait_exit(Duration::ZERO) {
-            panic!("the operator exited:\n{}", operator.logs().join("\n"));
+        if let Some(status) = operator.exit_status() {
+            panic!(
+                "the operator exited ({status}); its log:\n{}",
+                operator.logs().join("\n")
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(600),
@@ -181,7 +225,7 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
     }
     let all_ready = started.elapsed();
     // Every status write so far made the watches Ready: the cost of starting them.
-    let startup_writes = status_writes(&namespace);
+    let startup_writes = status_writes(namespace);
     eprintln!(
         "all {watches} Ready after {:.1} s; settling {} s",
         all_ready.as_secs_f64(),
@@ -191,7 +235,7 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
 
     let pid = operator.pid();
     let calls_before = simulator.requests_served(&RequestFilter::api(SimulatorApi::Statistics));
-    let writes_before = status_writes(&namespace);
+    let writes_before = status_writes(namespace);
     let cpu_before = cpu_ticks(pid);
     let window_started = Instant::now();
     eprintln!("measuring steady state for {} s", steady.as_secs());
@@ -200,7 +244,7 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
     let cpu_after = cpu_ticks(pid);
     let calls =
         simulator.requests_served(&RequestFilter::api(SimulatorApi::Statistics)) - calls_before;
-    let writes = status_writes(&namespace) - writes_before;
+    let writes = status_writes(namespace) - writes_before;
     let (peak_rss_kib, rss_kib) = memory_kib(pid);
     let metrics = operator.metrics().await;
     let cpu_percent =
@@ -212,14 +256,6 @@ async fn run(watches: usize, budget: Budget, steady: Duration, settle: Duration)
         watches.saturating_sub(budget.burst as usize) as f64 / budget.rate as f64;
 
     drop(operator);
-    // Thousands of watches left behind would slow every later run on this control plane.
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(namespace.client.clone());
-    if let Err(error) = namespaces
-        .delete(&namespace.name, &kube::api::DeleteParams::default())
-        .await
-    {
-        eprintln!("could not delete namespace {}: {error}", namespace.name);
-    }
     BenchResult {
         watches,
         interval_seconds: INTERVAL_SECONDS,
@@ -254,13 +290,12 @@ impl BenchResult {
         std::fs::create_dir_all(&dir).expect("create bench/results");
         let stem = format!("scale-{}", self.watches);
         let json_path = dir.join(format!("{stem}.json"));
-        std::fs::write(
+        write_atomically(
             &json_path,
-            serde_json::to_string_pretty(self).unwrap() + "\n",
-        )
-        .expect("write JSON");
+            &(serde_json::to_string_pretty(self).unwrap() + "\n"),
+        );
         let table = self.table();
-        std::fs::write(dir.join(format!("{stem}.md")), &table).expect("write Markdown");
+        write_atomically(&dir.join(format!("{stem}.md")), &table);
         (format!("bench/results/{stem}.json"), table)
     }
 

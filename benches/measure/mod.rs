@@ -269,3 +269,16 @@ pub fn write_atomically(path: &Path, contents: &str) {
     std::fs::rename(&temp, path)
         .unwrap_or_else(|e| panic!("renaming {} to {}: {e}", temp.display(), path.display()));
 }
+
+/// Resolves when the process is asked to stop (SIGINT, as Ctrl-C sends, or SIGTERM); says which.
+/// A benchmark races its run against this so that an interruption drops the run's future, and with
+/// it every process the run started.
+pub async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = interrupt.recv() => "interrupted (SIGINT)",
+        _ = terminate.recv() => "terminated (SIGTERM)",
+    }
+}

@@ -163,16 +163,20 @@ impl Operator {
 
     /// Waits for the process to exit, up to `timeout`; returns whether it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        // Looked at once even with a zero timeout: a caller polling with `Duration::ZERO` asks
+        // "has it exited yet?".
         let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
+        loop {
             if let Some(child) = self.child.as_mut()
                 && child.try_wait().ok().flatten().is_some()
             {
                 return true;
             }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        false
     }
 
     /// Whether it holds the leader Lease, as its `poolwatch_leader` gauge says.
