@@ -2,7 +2,8 @@
 //! outside the operator. N watches of distinct workspaces share one access key and a 30 s
 //! interval; the release binary runs against the local control plane and the simulator.
 //!
-//! Figures: time until all N are Ready; upstream calls per watch per interval in steady state
+//! Figures: time until all N are Ready, and from each watch's creation to its Ready (with the
+//! polls that failed on the way); upstream calls per watch per interval in steady state
 //! (1.0 is the minimum); status writes per watch until all are Ready, and in steady state while
 //! counts do not change (from the API server's audit log); the operator's peak RSS and CPU share in steady state
 //! (from /proc); reconcile latency percentiles (from its own histogram). Results go to
@@ -116,6 +117,13 @@ struct BenchResult {
     cores: usize,
     all_created_seconds: f64,
     all_ready_seconds: f64,
+    /// From each watch's creation to its `Ready` condition turning True, in whole seconds (the
+    /// precision of Kubernetes timestamps).
+    ready_after_creation_p50_seconds: f64,
+    ready_after_creation_p99_seconds: f64,
+    ready_after_creation_max_seconds: f64,
+    /// Polls that failed before all were Ready (each delays its watch by a retry).
+    startup_failed_polls: u64,
     rate_limit_floor_seconds: f64,
     steady_window_seconds: f64,
     upstream_calls: u64,
@@ -198,17 +206,15 @@ async fn run(
     // The API server's own pace: no watch can be Ready before it exists.
     let all_created = started.elapsed();
 
-    loop {
-        let ready = api
+    let listed = loop {
+        let listed = api
             .list(&ListParams::default())
             .await
             .expect("list watches")
-            .items
-            .iter()
-            .filter(|w| is_ready(w))
-            .count();
+            .items;
+        let ready = listed.iter().filter(|w| is_ready(w)).count();
         if ready == watches {
-            break;
+            break listed;
         }
         if let Some(status) = operator.exit_status() {
             panic!(
@@ -222,13 +228,17 @@ async fn run(
         );
         // A list of every watch is heavy for N in the thousands: once a second is enough.
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    };
     let all_ready = started.elapsed();
     // Every status write so far made the watches Ready: the cost of starting them.
     let startup_writes = status_writes(namespace);
+    let startup_failures = failed_polls(&operator.metrics().await);
+    let ready_after = ReadyAfter::of(&listed);
     eprintln!(
-        "all {watches} Ready after {:.1} s; settling {} s",
+        "all {watches} Ready after {:.1} s (each {} s after its creation, p50 / p99 / max); \
+         failed polls on the way: {startup_failures:?}; settling {} s",
         all_ready.as_secs_f64(),
+        ready_after.describe(),
         settle.as_secs()
     );
     tokio::time::sleep(settle).await;
@@ -255,6 +265,7 @@ async fn run(
     let rate_limit_floor =
         watches.saturating_sub(budget.burst as usize) as f64 / budget.rate as f64;
 
+    save_log(&operator, watches);
     drop(operator);
     BenchResult {
         watches,
@@ -265,6 +276,10 @@ async fn run(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         all_created_seconds: round(all_created.as_secs_f64()),
         all_ready_seconds: round(all_ready.as_secs_f64()),
+        ready_after_creation_p50_seconds: ready_after.p50,
+        ready_after_creation_p99_seconds: ready_after.p99,
+        ready_after_creation_max_seconds: ready_after.max,
+        startup_failed_polls: startup_failures.values().sum(),
         rate_limit_floor_seconds: round(rate_limit_floor),
         steady_window_seconds: round(window.as_secs_f64()),
         upstream_calls: calls,
@@ -321,6 +336,16 @@ impl BenchResult {
                 ),
             ),
             (
+                "each watch Ready after its creation (p50 / p99 / max)",
+                format!(
+                    "{} / {} / {} s ({} failed polls on the way)",
+                    self.ready_after_creation_p50_seconds,
+                    self.ready_after_creation_p99_seconds,
+                    self.ready_after_creation_max_seconds,
+                    self.startup_failed_polls
+                ),
+            ),
+            (
                 "upstream calls per watch per interval",
                 format!("{}", self.calls_per_watch_per_interval),
             ),
@@ -367,6 +392,73 @@ impl BenchResult {
         }
         table
     }
+}
+
+/// How long each watch took from its creation to `Ready`, as quantiles over all watches.
+struct ReadyAfter {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl ReadyAfter {
+    fn of(watches: &[PoolStatisticsWatch]) -> Self {
+        let mut seconds: Vec<i64> = watches
+            .iter()
+            .filter_map(|watch| {
+                let created = watch.metadata.creation_timestamp.as_ref()?.0;
+                let ready = watch
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")?
+                    .last_transition_time
+                    .0;
+                Some(ready.as_second() - created.as_second())
+            })
+            .collect();
+        assert_eq!(
+            seconds.len(),
+            watches.len(),
+            "every Ready watch has both timestamps"
+        );
+        seconds.sort_unstable();
+        let at = |q: f64| seconds[((seconds.len() - 1) as f64 * q).round() as usize] as f64;
+        Self {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} / {} / {}", self.p50, self.p99, self.max)
+    }
+}
+
+/// The operator's failed polls so far, by reason, from `poolwatch_polls_total`.
+fn failed_polls(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("poolwatch_polls_total{result=\""))
+        .filter_map(|rest| {
+            let (result, value) = rest.split_once("\"} ")?;
+            Some((result.to_owned(), value.trim().parse::<f64>().ok()? as u64))
+        })
+        .filter(|(result, _)| result != "success")
+        .collect()
+}
+
+/// Keeps the operator's log of a complete run in `target/bench/`, to look up what a slow watch
+/// waited for.
+fn save_log(operator: &Operator, watches: usize) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join(format!("scale-{watches}-operator.log"));
+    std::fs::write(&path, operator.logs().join("\n") + "\n")
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    eprintln!("the operator's log: {}", path.display());
 }
 
 fn workspace(index: usize) -> String {
