@@ -116,6 +116,10 @@ struct BenchResult {
     upstream_concurrency: u64,
     cores: usize,
     all_created_seconds: f64,
+    /// The API server's CPU (percent of one core) while the watches were created, and its mean
+    /// latency for one create, from its own metrics: whether it, not the operator, set the pace.
+    api_server_cpu_percent_while_creating: f64,
+    api_server_create_latency_ms: f64,
     all_ready_seconds: f64,
     /// From each watch's creation to its `Ready` condition turning True, in whole seconds (the
     /// precision of Kubernetes timestamps).
@@ -177,6 +181,7 @@ async fn run(
     let api: Api<PoolStatisticsWatch> = Api::namespaced(namespace.client.clone(), &namespace.name);
 
     eprintln!("creating {watches} watches");
+    let api_server_before = ApiServerLoad::read(&namespace.client).await;
     let started = Instant::now();
     futures::stream::iter(0..watches)
         .map(|index| {
@@ -205,6 +210,9 @@ async fn run(
         .expect("create the watches");
     // The API server's own pace: no watch can be Ready before it exists.
     let all_created = started.elapsed();
+    let creating = ApiServerLoad::read(&namespace.client)
+        .await
+        .since(&api_server_before, all_created);
 
     let listed = loop {
         let listed = api
@@ -275,6 +283,8 @@ async fn run(
         upstream_burst: budget.burst,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         all_created_seconds: round(all_created.as_secs_f64()),
+        api_server_cpu_percent_while_creating: round(creating.cpu_percent),
+        api_server_create_latency_ms: round(creating.create_latency_ms),
         all_ready_seconds: round(all_ready.as_secs_f64()),
         ready_after_creation_p50_seconds: ready_after.p50,
         ready_after_creation_p99_seconds: ready_after.p99,
@@ -331,8 +341,13 @@ impl BenchResult {
             (
                 "all Ready after",
                 format!(
-                    "{} s (rate-limit floor {} s; the API server took {} s to create them all)",
-                    self.all_ready_seconds, self.rate_limit_floor_seconds, self.all_created_seconds
+                    "{} s (rate-limit floor {} s; the API server took {} s to create them all, \
+                     at {} % of one core and {} ms a create)",
+                    self.all_ready_seconds,
+                    self.rate_limit_floor_seconds,
+                    self.all_created_seconds,
+                    self.api_server_cpu_percent_while_creating,
+                    self.api_server_create_latency_ms
                 ),
             ),
             (
@@ -434,6 +449,65 @@ impl ReadyAfter {
 
     fn describe(&self) -> String {
         format!("{} / {} / {}", self.p50, self.p99, self.max)
+    }
+}
+
+/// The API server's own account of its work, from its `/metrics`: CPU spent and the watches it
+/// created, with the time they took.
+struct ApiServerLoad {
+    cpu_seconds: f64,
+    creates: f64,
+    create_seconds: f64,
+}
+
+/// What the API server spent over a span of time.
+struct ApiServerSpan {
+    cpu_percent: f64,
+    create_latency_ms: f64,
+}
+
+impl ApiServerLoad {
+    async fn read(client: &kube::Client) -> Self {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("a request");
+        let metrics = client
+            .request_text(request)
+            .await
+            .expect("the API server's /metrics");
+        let value = |name: &str, labels: &[&str]| -> f64 {
+            metrics
+                .lines()
+                .filter(|line| {
+                    line.starts_with(name)
+                        && line[name.len()..].starts_with(['{', ' '])
+                        && labels.iter().all(|label| line.contains(label))
+                })
+                .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum()
+        };
+        let creates = [
+            r#"resource="poolstatisticswatches""#,
+            r#"verb="POST""#,
+            r#"subresource="""#,
+        ];
+        Self {
+            cpu_seconds: value("process_cpu_seconds_total", &[]),
+            creates: value("apiserver_request_duration_seconds_count", &creates),
+            create_seconds: value("apiserver_request_duration_seconds_sum", &creates),
+        }
+    }
+
+    fn since(&self, before: &Self, elapsed: Duration) -> ApiServerSpan {
+        let creates = self.creates - before.creates;
+        assert!(
+            creates > 0.0,
+            "the API server's metrics count no create of a watch"
+        );
+        ApiServerSpan {
+            cpu_percent: (self.cpu_seconds - before.cpu_seconds) / elapsed.as_secs_f64() * 100.0,
+            create_latency_ms: (self.create_seconds - before.create_seconds) / creates * 1000.0,
+        }
     }
 }
 
