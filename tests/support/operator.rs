@@ -98,7 +98,10 @@ impl Operator {
         metrics: &str,
         probes: &str,
     ) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+        // `POOLWATCH_BENCH_BINARY` runs another build (one with symbols, to profile a benchmark).
+        let binary = std::env::var_os("POOLWATCH_BENCH_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_poolwatch").into());
+        let mut child = Command::new(binary)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("KUBECONFIG", kubeconfig)
