@@ -22,7 +22,8 @@
 //! `POOLWATCH_BENCH_CLUSTER_DIR` (the control plane's state directory, default
 //! `target/bench-peers-cluster`; never the shared `target/test-cluster`, which this bench would
 //! tear down), `SETTLE_SECONDS`, `STEADY_SECONDS`, poolwatch's `RATE`/`BURST`/`CONCURRENCY` as in
-//! `make bench`; `ESO_CONCURRENT` (ESO's `--concurrent`, default 1: see [`eso_flags`]). Results
+//! `make bench`; `ESO_CONCURRENT` (ESO's `--concurrent`, default 1) and `ESO_SECRETS_CACHING`
+//! (`false` to leave ESO's Secret cache off): see [`eso_flags`]. Results
 //! go to `bench/results/peers.{json,md}`, written only when every run is
 //! complete. Interrupted (SIGINT, SIGTERM) or failed, it stops every process it started and
 //! deletes its control plane.
@@ -522,17 +523,25 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> &'a str {
 }
 
 /// ESO's controller flags: its controller alone, in one namespace (as poolwatch is run), with
-/// only the reconcilers this workload uses, and otherwise its defaults. `--concurrent` stays 1,
-/// its default (`ESO_CONCURRENT` overrides it): the `fake` provider keeps its keys in a map that
-/// every reconcile rewrites without a lock, so concurrent reconciles could crash it.
-/// `--client-qps`/`--client-burst`
-/// (defaults 50/100) are raised, like poolwatch's upstream budget, to what N objects need every
-/// 30 s with 20 % headroom (each refresh makes 4 requests, as measured), so that ESO is not
-/// measured throttled by its own client.
+/// only the reconcilers this workload uses, and otherwise its defaults, but for the two it needs
+/// to keep a 30 s interval for N objects, as poolwatch gets its budget raised for N:
+/// - `--enable-secrets-caching` (`ESO_SECRETS_CACHING=false` leaves ESO's default, off): without
+///   it ESO's client reads Secrets uncached, and each refresh's list of orphaned Secrets (a
+///   metadata list by label, which ESO's code assumes cached) costs a consistent read from the
+///   API server of ~90 ms under this load; one worker then refreshes ~10 objects a second,
+///   whatever N is.
+/// - `--client-qps`/`--client-burst` (defaults 50/100) raised to what N objects need every 30 s
+///   with 20 % headroom at 4 requests a refresh (as measured), so that ESO is not measured
+///   throttled by its own client.
+///
+/// `--concurrent` stays 1, its default (`ESO_CONCURRENT` overrides it): the `fake` provider keeps
+/// its keys in a map that every reconcile rewrites without a lock (ESO issue #6233), so
+/// concurrent reconciles crash it.
 fn eso_flags(namespace: &str, objects: usize) -> Vec<String> {
     let needed = (objects as u64 * 4 * 6).div_ceil(INTERVAL_SECONDS * 5);
     let qps = needed.max(50);
-    [
+    let secrets_caching = std::env::var("ESO_SECRETS_CACHING").map_or(true, |v| v != "false");
+    let mut flags = [
         "--namespace",
         namespace,
         "--metrics-addr",
@@ -554,7 +563,11 @@ fn eso_flags(namespace: &str, objects: usize) -> Vec<String> {
         "--enable-cluster-push-secret-reconciler=false",
     ]
     .map(str::to_owned)
-    .to_vec()
+    .to_vec();
+    if secrets_caching {
+        flags.push("--enable-secrets-caching".to_owned());
+    }
+    flags
 }
 
 /// The flags as the report shows them: addresses and the namespace are per run.
