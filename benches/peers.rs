@@ -38,18 +38,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use measure::fleet::{self, Budget, create_all};
 use measure::{RequestCounts, Timing};
 use poolwatch::api::PoolStatisticsWatch;
-use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts};
+use poolwatch::simulator::{Api as SimulatorApi, RequestFilter};
 use serde_json::{Value, json};
 use support::control_plane::{ControlPlane, TestNamespace, repo_path};
 use support::operator::{Operator, free_address};
-use support::simulator::{AK, PROJECT, SK};
 
 /// Every object's refresh interval, for both tools.
 const INTERVAL_SECONDS: u64 = 30;
@@ -252,22 +251,15 @@ fn delete_control_plane(state_dir: &Path) {
 async fn run_poolwatch(plane: &'static ControlPlane, watches: usize, timing: Timing) -> PeerRun {
     let namespace = TestNamespace::on(plane, "peers-poolwatch").await;
     let simulator = support::simulator::start().await;
-    for index in 0..watches {
-        simulator.set_counts(
-            PROJECT,
-            &workspace(index),
-            SimulatedCounts::new(0, 9, 0, 0, 1),
-        );
-    }
-    create_credentials(&namespace).await;
-    // The budget `make bench` gives N watches: its rate and burst, and calls in flight as
-    // benches/scale.rs sizes them (poolwatch's default of 8 up to 80 calls/s, so up to 2,000
-    // watches; named only past that, so the flags shown are the ones that differ).
-    let (rate, burst) = measure::upstream_budget(watches, INTERVAL_SECONDS);
-    let concurrency = measure::setting("CONCURRENCY", (rate / 10).max(8));
-    let (rate, burst, concurrency) = (rate.to_string(), burst.to_string(), concurrency.to_string());
+    fleet::seed_counts(&simulator, watches);
+    fleet::put_credentials(&namespace).await;
+    // The budget `make bench` gives N watches; concurrency named only past poolwatch's default of
+    // 8 (up to 80 calls/s, so 2,000 watches), so the flags shown are the ones that differ.
+    let budget = Budget::for_watches(watches, INTERVAL_SECONDS);
+    let (rate, burst) = (budget.rate.to_string(), budget.burst.to_string());
+    let concurrency = budget.concurrency.to_string();
     let mut extra = vec!["--upstream-rate", &rate, "--upstream-burst", &burst];
-    if concurrency != "8" {
+    if budget.concurrency != 8 {
         extra.extend(["--upstream-concurrency", &concurrency]);
     }
     // Info level: what a production deployment logs.
@@ -290,25 +282,7 @@ async fn run_poolwatch(plane: &'static ControlPlane, watches: usize, timing: Tim
     let audit_start = measure::audit_offset(&plane.audit_log);
     let started = Instant::now();
     let api = namespace.watches();
-    let endpoint = simulator.base_url();
-    create_all(watches, |index| {
-        let api = api.clone();
-        let watch: PoolStatisticsWatch = serde_json::from_value(json!({
-            "apiVersion": "poolwatch.io/v1alpha1",
-            "kind": "PoolStatisticsWatch",
-            "metadata": {"name": format!("watch-{index}")},
-            "spec": {
-                "endpoint": endpoint,
-                "projectId": PROJECT,
-                "workspaceId": workspace(index),
-                "credentialsSecretRef": {"name": "creds"},
-                "interval": format!("{INTERVAL_SECONDS}s"),
-            },
-        }))
-        .expect("a valid watch");
-        async move { api.create(&PostParams::default(), &watch).await.map(|_| ()) }
-    })
-    .await;
+    fleet::create_watches(&api, watches, &simulator.base_url(), INTERVAL_SECONDS).await;
     wait_all_ready(watches, started, &mut poolwatch, || async {
         let list = api.list(&ListParams::default()).await.ok()?;
         Some(list.items.iter().filter(|w| watch_synced(w)).count())
@@ -328,11 +302,6 @@ async fn run_poolwatch(plane: &'static ControlPlane, watches: usize, timing: Tim
     PeerRun::new(Tool::Poolwatch, watches, flags, all_ready, startup, steady)
 }
 
-/// ModelArts workspace of watch `index`: distinct per watch, as in `make bench`.
-fn workspace(index: usize) -> String {
-    format!("ws-{index:05}")
-}
-
 /// `Ready=True` with reason `Synced`: the latest poll succeeded and its counts are written.
 fn watch_synced(watch: &PoolStatisticsWatch) -> bool {
     watch.status.as_ref().is_some_and(|s| {
@@ -340,16 +309,6 @@ fn watch_synced(watch: &PoolStatisticsWatch) -> bool {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "Synced")
     })
-}
-
-/// The Secret with the simulator's access key that every watch names.
-async fn create_credentials(namespace: &TestNamespace) {
-    support::world::put_secret(
-        namespace,
-        "creds",
-        &[("accessKeyId", AK), ("secretAccessKey", SK)],
-    )
-    .await;
 }
 
 /// The poolwatch operator of one run and its size.
@@ -811,21 +770,6 @@ trait Measured {
     fn metrics_url(&self) -> String;
     /// Panics, with its last log lines, when the process has exited.
     fn assert_running(&mut self);
-}
-
-/// Creates `count` objects, 32 at a time (as `make bench` does).
-async fn create_all<F, Fut>(count: usize, create: F)
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(), kube::Error>>,
-{
-    eprintln!("    creating {count} objects");
-    futures::stream::iter(0..count)
-        .map(create)
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await
-        .expect("create the objects");
 }
 
 /// Waits until `ready` counts `objects`, checking once a second (a list of thousands of objects

@@ -26,18 +26,15 @@ mod support;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::FutureExt;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use measure::{
-    Timing, cpu_ticks, histogram, memory_kib, quantile, round, upstream_budget, write_atomically,
-};
+use kube::api::ListParams;
+use measure::fleet::{self, Budget};
+use measure::{Timing, cpu_ticks, histogram, memory_kib, quantile, round, write_atomically};
 use poolwatch::api::PoolStatisticsWatch;
-use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts};
-use serde_json::json;
+use poolwatch::simulator::{Api as SimulatorApi, RequestFilter};
 use support::control_plane::TestNamespace;
 use support::operator::Operator;
-use support::simulator::{AK, PROJECT, SK};
 
 const INTERVAL_SECONDS: u64 = 30;
 
@@ -50,14 +47,8 @@ async fn main() {
         std::process::exit(2);
     }
     let watches = measure::setting("N", 500) as usize;
-    let (rate, burst) = upstream_budget(watches, INTERVAL_SECONDS);
+    let budget = Budget::for_watches(watches, INTERVAL_SECONDS);
     let Timing { settle, steady } = Timing::from_env();
-    let concurrency = measure::setting("CONCURRENCY", (rate / 10).max(8));
-    let budget = Budget {
-        rate,
-        burst,
-        concurrency,
-    };
     let namespace = TestNamespace::new(&format!("bench-{watches}")).await;
     // The run's future owns the operator and the simulator, each stopped when dropped: an
     // interruption drops the future, a failure unwinds through it. Either way the namespace goes
@@ -94,16 +85,6 @@ async fn delete_namespace(namespace: &TestNamespace) {
     {
         eprintln!("could not delete namespace {}: {error}", namespace.name);
     }
-}
-
-/// The operator's upstream budget for the run.
-#[derive(Clone, Copy)]
-struct Budget {
-    rate: u64,
-    burst: u64,
-    /// Calls in flight at once: the rate times the calls' latency (Little's law). The default
-    /// 8 carries 80 calls/s at 100 ms; `CONCURRENCY` overrides rate / 10, at least 8.
-    concurrency: u64,
 }
 
 /// Everything one run measured.
@@ -154,14 +135,8 @@ async fn run(
     settle: Duration,
 ) -> BenchResult {
     let simulator = support::simulator::start().await;
-    for index in 0..watches {
-        simulator.set_counts(
-            PROJECT,
-            &workspace(index),
-            SimulatedCounts::new(0, 9, 0, 0, 1),
-        );
-    }
-    create_secret(namespace).await;
+    fleet::seed_counts(&simulator, watches);
+    fleet::put_credentials(namespace).await;
     // Info level: what a production deployment logs (debug would measure log formatting).
     let (rate, burst) = (budget.rate.to_string(), budget.burst.to_string());
     let concurrency = budget.concurrency.to_string();
@@ -180,34 +155,9 @@ async fn run(
     );
     let api: Api<PoolStatisticsWatch> = Api::namespaced(namespace.client.clone(), &namespace.name);
 
-    eprintln!("creating {watches} watches");
     let api_server_before = ApiServerLoad::read(&namespace.client).await;
     let started = Instant::now();
-    futures::stream::iter(0..watches)
-        .map(|index| {
-            let api = api.clone();
-            let endpoint = simulator.base_url();
-            async move {
-                let watch: PoolStatisticsWatch = serde_json::from_value(json!({
-                    "apiVersion": "poolwatch.io/v1alpha1",
-                    "kind": "PoolStatisticsWatch",
-                    "metadata": {"name": format!("watch-{index}")},
-                    "spec": {
-                        "endpoint": endpoint,
-                        "projectId": PROJECT,
-                        "workspaceId": workspace(index),
-                        "credentialsSecretRef": {"name": "creds"},
-                        "interval": format!("{INTERVAL_SECONDS}s"),
-                    },
-                }))
-                .expect("a valid watch");
-                api.create(&PostParams::default(), &watch).await.map(|_| ())
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await
-        .expect("create the watches");
+    fleet::create_watches(&api, watches, &simulator.base_url(), INTERVAL_SECONDS).await;
     // The API server's own pace: no watch can be Ready before it exists.
     let all_created = started.elapsed();
     let creating = ApiServerLoad::read(&namespace.client)
@@ -535,25 +485,12 @@ fn save_log(operator: &Operator, watches: usize) {
     eprintln!("the operator's log: {}", path.display());
 }
 
-fn workspace(index: usize) -> String {
-    format!("ws-{index:05}")
-}
-
 fn is_ready(watch: &PoolStatisticsWatch) -> bool {
     watch.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     })
-}
-
-async fn create_secret(namespace: &TestNamespace) {
-    support::world::put_secret(
-        namespace,
-        "creds",
-        &[("accessKeyId", AK), ("secretAccessKey", SK)],
-    )
-    .await;
 }
 
 /// Status writes (patches of the status subresource) in the namespace so far.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each bench uses a different part of this module
 
+pub mod fleet;
+
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
@@ -40,16 +42,6 @@ impl Timing {
             steady: Duration::from_secs(setting("STEADY_SECONDS", 90)),
         }
     }
-}
-
-/// poolwatch's upstream budget in the benchmarks: its own default of 20 calls/s, raised to what
-/// `watches` need every `interval_seconds` with 20 % headroom once that is more (past 500
-/// watches at 30 s), since a budget below the demand stretches every interval by design.
-/// `RATE` and `BURST` override it; the burst defaults to twice the rate.
-pub fn upstream_budget(watches: usize, interval_seconds: u64) -> (u64, u64) {
-    let needed = (watches as u64 * 6).div_ceil(interval_seconds * 5);
-    let rate = setting("RATE", needed.max(20));
-    (rate, setting("BURST", 2 * rate))
 }
 
 /// Rounds to two decimals, for tables that stay readable.
