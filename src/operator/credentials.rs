@@ -57,6 +57,18 @@ pub enum CredentialsError {
         /// The key.
         key: &'static str,
     },
+    /// The access key id cannot be one IAM issued (too long, or characters it never uses).
+    #[error(
+        "Secret {namespace}/{name} key \"accessKeyId\" {problem}: put the access key id from the IAM console there"
+    )]
+    InvalidAccessKeyId {
+        /// The watch's namespace.
+        namespace: String,
+        /// The Secret.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The operator is not allowed to read the Secret.
     #[error(
         "poolwatch may not read Secret {namespace}/{name}: grant it get on secrets in {namespace}"
@@ -87,6 +99,25 @@ pub enum CredentialsError {
         /// The ServiceAccount.
         name: String,
     },
+    /// `spec.federation.audience` is one the cluster's API server accepts: the token would be a
+    /// Kubernetes credential of the ServiceAccount, so none is requested or sent.
+    #[error(
+        "spec.federation.audience {audience:?} is an audience of this cluster's Kubernetes API server: a token for it would let whoever receives it act as ServiceAccount {namespace}/{name} in Kubernetes, so poolwatch neither requests nor sends one. Set spec.federation.audience to the client id of the IAM identity provider (its own audience, never the cluster's issuer)"
+    )]
+    AudienceNotAllowed {
+        /// The watch's namespace.
+        namespace: String,
+        /// The ServiceAccount.
+        name: String,
+        /// The refused audience.
+        audience: String,
+    },
+    /// The operator may not create TokenReviews, without which a token is not checked and so
+    /// not sent.
+    #[error(
+        "poolwatch may not create tokenreviews.authentication.k8s.io, which it needs to check that a ServiceAccount token is not valid for the Kubernetes API before sending it: grant it create on tokenreviews (the chart does)"
+    )]
+    TokenReviewForbidden,
     /// The API server did not issue a token for the ServiceAccount; may clear by itself.
     #[error("requesting a token for ServiceAccount {namespace}/{name} failed: {reason}")]
     TokenRequestFailed {
@@ -139,10 +170,12 @@ impl CredentialsError {
             Self::SecretNotFound { .. } | Self::KeyMissing { .. } | Self::NotText { .. } => {
                 reasons::CREDENTIALS_NOT_FOUND
             }
-            Self::Forbidden { .. } | Self::TokenRequestForbidden { .. } => {
-                reasons::CREDENTIALS_FORBIDDEN
-            }
+            Self::Forbidden { .. }
+            | Self::TokenRequestForbidden { .. }
+            | Self::TokenReviewForbidden => reasons::CREDENTIALS_FORBIDDEN,
+            Self::AudienceNotAllowed { .. } => reasons::AUDIENCE_NOT_ALLOWED,
             Self::ServiceAccountNotFound { .. } => reasons::SERVICE_ACCOUNT_NOT_FOUND,
+            Self::InvalidAccessKeyId { .. } => reasons::INVALID_CREDENTIALS,
             Self::OperatorIdentityNotAllowed { .. } => reasons::OPERATOR_IDENTITY_NOT_ALLOWED,
             Self::Exchange { source } => source.reason(),
             Self::Unavailable { .. } | Self::TokenRequestFailed { .. } => {

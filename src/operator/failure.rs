@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::modelarts::{ErrorClass, ModelArtsError};
 
 use super::credentials::CredentialsError;
-use super::reasons;
 use super::target::SpecError;
 
 /// A failed poll.
@@ -74,10 +73,10 @@ impl Failure {
         self.retry == Retry::Permanent
     }
 
-    /// The spec passed the schema but cannot be used.
+    /// The spec passed the schema but cannot be used, or names what the admin does not allow.
     pub fn from_spec(error: &SpecError) -> Self {
         Self {
-            reason: reasons::INVALID_SPEC,
+            reason: error.reason,
             message: error.to_string(),
             retry: Retry::Permanent,
             credentials: None,

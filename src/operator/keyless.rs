@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -24,9 +25,13 @@ use crate::modelarts::{
     Service, ServiceUrl, TemporaryCredentials,
 };
 
+use super::audiences::{ApiServerAudiences, AudienceRefusal};
 use super::credentials::{CredentialsError, LoadedCredentials};
+use super::memory::WatchKey;
 use super::reads::SharedReads;
 use super::target::FederationSource;
+use super::users::Users;
+use crate::lock::lock;
 
 /// The lifetime asked for ServiceAccount tokens: the TokenRequest API's minimum, since the
 /// token is exchanged at once and never kept.
@@ -110,7 +115,10 @@ pub struct KeylessCredentials {
     client: kube::Client,
     modelarts: ModelArtsClient,
     settings: OperatorIdentitySettings,
+    audiences: ApiServerAudiences,
     federated: SharedReads<FederationKey, Loaded>,
+    /// Which watches use which federated identity: its keys are forgotten with its last watch.
+    federation_users: Mutex<Users<WatchKey, FederationKey>>,
     operator: SharedReads<(), Loaded>,
     metadata: MetadataSession,
 }
@@ -123,10 +131,12 @@ impl KeylessCredentials {
         settings: OperatorIdentitySettings,
     ) -> Self {
         Self {
+            audiences: ApiServerAudiences::new(client.clone()),
             client,
             modelarts,
             settings,
             federated: SharedReads::default(),
+            federation_users: Mutex::default(),
             operator: SharedReads::default(),
             metadata: MetadataSession::default(),
         }
@@ -152,6 +162,22 @@ impl KeylessCredentials {
             namespace: namespace.to_owned(),
             source: source.clone(),
         });
+    }
+
+    /// Sets the federated identity that `watch` uses now (`None`: none, or it is gone). The
+    /// keys of an identity that no watch uses any more are forgotten at once: a tenant who
+    /// cycles audiences or providers leaves nothing behind.
+    pub fn set_user(&self, watch: &WatchKey, source: Option<&FederationSource>) {
+        let used = source
+            .map(|source| FederationKey {
+                namespace: watch.0.clone(),
+                source: source.clone(),
+            })
+            .into_iter()
+            .collect();
+        for unused in lock(&self.federation_users).set(watch, used) {
+            self.federated.forget(&unused);
+        }
     }
 
     /// The operator's own temporary keys, for a watch of `namespace` if the admin allows it.
@@ -189,8 +215,39 @@ impl KeylessCredentials {
             .map_err(|source| CredentialsError::Exchange { source })
     }
 
-    /// A short-lived token of the ServiceAccount for the provider's audience (TokenRequest).
+    /// A short-lived token of the ServiceAccount for the provider's audience (TokenRequest),
+    /// never for an audience the cluster's API server accepts (see [`ApiServerAudiences`]).
     async fn service_account_token(
+        &self,
+        namespace: &str,
+        source: &FederationSource,
+    ) -> Result<SecretString, CredentialsError> {
+        let name = &source.service_account;
+        let not_allowed = || CredentialsError::AudienceNotAllowed {
+            namespace: namespace.to_owned(),
+            name: name.clone(),
+            audience: source.audience.clone(),
+        };
+        if self.audiences.is_known(&source.audience).await {
+            return Err(not_allowed());
+        }
+        let token = self.mint_token(namespace, source).await?;
+        match self.audiences.review(&token, &source.audience).await {
+            Ok(()) => Ok(token),
+            Err(AudienceRefusal::ApiServerAudience) => Err(not_allowed()),
+            Err(AudienceRefusal::ReviewForbidden) => Err(CredentialsError::TokenReviewForbidden),
+            Err(AudienceRefusal::ReviewFailed(reason)) => {
+                Err(CredentialsError::TokenRequestFailed {
+                    namespace: namespace.to_owned(),
+                    name: name.clone(),
+                    reason: format!("reviewing the token before use failed: {reason}"),
+                })
+            }
+        }
+    }
+
+    /// The TokenRequest itself.
+    async fn mint_token(
         &self,
         namespace: &str,
         source: &FederationSource,
@@ -287,7 +344,9 @@ fn reusable(result: Result<TemporaryCredentials, CredentialsError>) -> (Loaded, 
                 .renew_at(now)
                 .duration_since(now)
                 .try_into()
-                .unwrap_or(Duration::ZERO);
+                .unwrap_or(Duration::ZERO)
+                // Whatever expiry an answer claims, keys are not kept longer than asked for.
+                .min(FEDERATION_DURATION);
             let version = temporary.credentials.key_id().to_owned();
             let loaded = LoadedCredentials {
                 credentials: temporary.credentials,
@@ -298,7 +357,8 @@ fn reusable(result: Result<TemporaryCredentials, CredentialsError>) -> (Loaded, 
         Err(error) => {
             let reuse = match &error {
                 CredentialsError::ServiceAccountNotFound { .. }
-                | CredentialsError::TokenRequestForbidden { .. } => KUBERNETES_FAILURE_REUSE,
+                | CredentialsError::TokenRequestForbidden { .. }
+                | CredentialsError::TokenReviewForbidden => KUBERNETES_FAILURE_REUSE,
                 error if error.is_permanent() => EXCHANGE_FAILURE_REUSE,
                 _ => TRANSIENT_FAILURE_REUSE,
             };

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::api::PoolStatisticsWatchStatus;
 use crate::lock::lock;
 
+use super::background::RunningPoll;
 use super::failure::Failure;
 use super::schedule;
 use super::status::{self, READY};
@@ -41,6 +42,8 @@ pub struct WatchMemory {
     pub reservation: Option<Reservation>,
     /// Kubernetes failures in a row, for the error policy's backoff.
     pub kubernetes_failures: u32,
+    /// A poll still running in its own task, parked by the reconcile that started it.
+    pub running: Option<RunningPoll>,
 }
 
 /// A watch stalled on its credentials, waiting for them to change.

@@ -1,6 +1,9 @@
 //! Prometheus metrics, prefix `poolwatch_`. Label values are names and stable reasons, never
-//! error strings, so the number of series stays bounded; a deleted watch's series are removed.
+//! error strings, so the number of series stays bounded; a deleted watch's series are removed,
+//! and so are those of an endpoint host once no watch calls it (hosts are written by tenants).
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,7 +15,9 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use super::status::{POOLS_HEALTHY, READY, RECONCILING, STALLED};
+use super::users::Users;
 use crate::api::PoolCounts;
+use crate::lock::lock;
 use crate::modelarts::RequestRecord;
 
 /// The states of `poolwatch_pools`.
@@ -60,8 +65,60 @@ struct RequestLabels {
     code: String,
 }
 
+/// The HTTP status codes that keep their own `code` label; any other is shown by its class
+/// (`1xx` … `5xx`, or `other`), so that an endpoint answering every code from 100 to 999 makes
+/// a handful of series, not nine hundred.
+const NAMED_CODES: [u16; 13] = [
+    200, 201, 204, 400, 401, 403, 404, 408, 429, 500, 502, 503, 504,
+];
+
+/// The `code` label of an HTTP status.
+fn code_label(status: Option<u16>) -> String {
+    match status {
+        None => "none".to_owned(),
+        Some(code) if NAMED_CODES.contains(&code) => code.to_string(),
+        Some(code @ 100..=599) => format!("{}xx", code / 100),
+        Some(_) => "other".to_owned(),
+    }
+}
+
+/// Which endpoint hosts each watch calls, and the `code`s seen per host: a host's series are
+/// removed when its last watch stops calling it (deleted, or its spec names another host).
+#[derive(Default)]
+struct HostUsers {
+    users: Users<WatchLabels, String>,
+    codes: HashMap<String, BTreeSet<String>>,
+}
+
+impl HostUsers {
+    /// Sets the hosts of `watch`; returns the hosts (and their codes) that no watch calls now.
+    fn set(&mut self, watch: &WatchLabels, hosts: Vec<String>) -> Vec<(String, BTreeSet<String>)> {
+        self.users
+            .set(watch, hosts)
+            .into_iter()
+            .map(|host| {
+                let codes = self.codes.remove(&host).unwrap_or_default();
+                (host, codes)
+            })
+            .collect()
+    }
+
+    /// Records that `host` answered with `code`, if a watch calls it.
+    fn record(&mut self, host: &str, code: &str) -> bool {
+        if !self.users.is_used(&host.to_owned()) {
+            return false;
+        }
+        self.codes
+            .entry(host.to_owned())
+            .or_default()
+            .insert(code.to_owned());
+        true
+    }
+}
+
 /// Every series the operator exports.
 pub struct Metrics {
+    hosts: Mutex<HostUsers>,
     pools: Family<PoolLabels, Gauge>,
     last_success: Family<WatchLabels, Gauge<f64, AtomicU64>>,
     condition: Family<ConditionLabels, Gauge>,
@@ -76,6 +133,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
+            hosts: Mutex::new(HostUsers::default()),
             pools: Family::default(),
             last_success: Family::default(),
             condition: Family::default(),
@@ -208,6 +266,22 @@ impl Metrics {
             });
         }
         self.last_success.remove(watch);
+        self.set_hosts(watch, Vec::new());
+    }
+
+    /// Sets the endpoint hosts (`host[:port]`) that `watch` calls; the request series of a host
+    /// that no watch calls any more are removed.
+    pub fn set_hosts(&self, watch: &WatchLabels, hosts: Vec<String>) {
+        // Under the lock, so that a request observed meanwhile cannot re-create a removed series.
+        let mut users = lock(&self.hosts);
+        for (host, codes) in users.set(watch, hosts) {
+            for code in codes {
+                self.upstream_duration.remove(&RequestLabels {
+                    host: host.clone(),
+                    code,
+                });
+            }
+        }
     }
 
     /// Counts one poll by its result: `success` or a failure reason.
@@ -217,9 +291,13 @@ impl Metrics {
 
     /// Observes one upstream HTTP request.
     pub fn observe_request(&self, record: &RequestRecord) {
-        let code = record
-            .status
-            .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let code = code_label(record.status);
+        // A host no watch calls (its watch was deleted while the call ran) gets no series that
+        // nothing would remove.
+        let mut users = lock(&self.hosts);
+        if !users.record(&record.host, &code) {
+            return;
+        }
         self.upstream_duration
             .get_or_create(&RequestLabels {
                 host: record.host.clone(),

@@ -12,10 +12,13 @@
 //! Only the reconciler, the secrets reader and the wiring talk to Kubernetes; none of it builds
 //! an HTTP request to ModelArts, which is the `modelarts` client's job.
 
+pub(crate) mod audiences;
+pub(crate) mod background;
 pub(crate) mod context;
 pub(crate) mod credentials;
 pub(crate) mod endpoints;
 pub(crate) mod failure;
+pub(crate) mod fairness;
 pub(crate) mod keyless;
 pub(crate) mod memory;
 pub(crate) mod metrics;
@@ -30,7 +33,9 @@ pub mod target;
 pub(crate) mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trust;
 pub(crate) mod upstream;
+pub(crate) mod users;
 pub(crate) mod wiring;
 
 pub use telemetry::LoggingError;

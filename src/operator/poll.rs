@@ -163,15 +163,16 @@ impl Context {
             project_id,
         } = call;
         let credentials = &loaded.credentials;
+        let fingerprint = credentials.fingerprint();
+        let budget_key = BudgetKey {
+            endpoint: target.endpoint.authority(),
+            credentials: fingerprint.clone(),
+        };
         let key = CallKey {
             endpoint: target.endpoint.to_string(),
             project_id: project_id.clone(),
             workspace_id: target.workspace_id.clone(),
-            credentials: credentials.fingerprint(),
-        };
-        let budget_key = BudgetKey {
-            endpoint: target.endpoint.authority(),
-            access_key_id: credentials.key_id().to_owned(),
+            credentials: fingerprint,
         };
         // A forced poll wants a new answer; a scheduled one may take an answer another watch
         // of the same target got within half an interval.
@@ -250,14 +251,15 @@ impl Context {
             } => (iam_endpoint, region),
         };
         let credentials = &loaded.credentials;
+        let fingerprint = credentials.fingerprint();
+        let budget_key = BudgetKey {
+            endpoint: iam_endpoint.authority(),
+            credentials: fingerprint.clone(),
+        };
         let key = ProjectKey {
             iam_endpoint: iam_endpoint.to_string(),
             region: region.clone(),
-            credentials: credentials.fingerprint(),
-        };
-        let budget_key = BudgetKey {
-            endpoint: iam_endpoint.authority(),
-            access_key_id: credentials.key_id().to_owned(),
+            credentials: fingerprint,
         };
         let client = self.modelarts.clone();
         let (iam, call_credentials, call_region) =

@@ -32,9 +32,21 @@ pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
 /// The watch asks for the operator's own identity in a namespace the admin did not allow.
 pub const OPERATOR_IDENTITY_NOT_ALLOWED: &str = "OperatorIdentityNotAllowed";
 
+/// A keyless watch names an endpoint that is neither Huawei's for its region nor trusted by
+/// the cluster admin (`--trusted-endpoint`).
+pub const ENDPOINT_NOT_TRUSTED: &str = "EndpointNotTrusted";
+/// A watch names a host outside the cluster admin's `--allowed-endpoint-host` patterns.
+pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
+/// `spec.federation.audience` is one the cluster's API server accepts: a token for it would
+/// be a Kubernetes credential.
+pub const AUDIENCE_NOT_ALLOWED: &str = "AudienceNotAllowed";
+
+/// The Secret's access key id cannot be one IAM issued.
+pub const INVALID_CREDENTIALS: &str = "InvalidCredentials";
+
 /// Every reason of this module, for the uniqueness check.
 #[cfg(test)]
-const ALL: [&str; 13] = [
+const ALL: [&str; 17] = [
     SYNCED,
     PROGRESSING,
     SUSPENDED,
@@ -48,6 +60,10 @@ const ALL: [&str; 13] = [
     KUBERNETES_UNAVAILABLE,
     SERVICE_ACCOUNT_NOT_FOUND,
     OPERATOR_IDENTITY_NOT_ALLOWED,
+    ENDPOINT_NOT_TRUSTED,
+    ENDPOINT_NOT_ALLOWED,
+    AUDIENCE_NOT_ALLOWED,
+    INVALID_CREDENTIALS,
 ];
 
 #[cfg(test)]

@@ -16,14 +16,15 @@ use tracing::{debug, info, warn};
 use crate::api::{PoolCounts, PoolStatisticsWatch, PoolStatisticsWatchStatus};
 use crate::modelarts::PoolStatistics;
 
+use super::background::{Finished, PollJob, RunningPoll, StartedFor};
 use super::context::Context;
 use super::failure::{Failure, unusable_marker};
 use super::memory::{MemoryLease, StalledOnSecret, WatchKey, WatchMemory};
 use super::metrics::WatchLabels;
-use super::poll::{Poll, PollRequest};
+use super::poll::Poll;
 use super::schedule::{self, Decision, Jitter, PollReason};
 use super::status::{self, Notice, Outcome, Severity};
-use super::target::{SpecError, WatchTarget, schedule_interval};
+use super::target::{CredentialSource, SpecError, WatchTarget, schedule_interval};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "poolwatch";
@@ -37,6 +38,10 @@ const MAX_MESSAGE_CHARS: usize = 512;
 /// How long a new generation's poll may take before the generation is shown as Reconciling:
 /// an answer within it is shown in the same write, so a new watch costs one status write.
 pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(1);
+/// How often a watch whose poll is still running is looked at anyway: its task wakes it when
+/// the poll finishes, so this is only a safety net (and when a failing watch's counts turn
+/// stale meanwhile, the moment to say so).
+const PARKED_RECHECK: Duration = Duration::from_secs(10);
 /// The shortest wait before a deferred poll tries the budget again.
 const MIN_DEFERRAL: Duration = Duration::from_millis(50);
 
@@ -105,7 +110,7 @@ pub fn error_policy(watch: Arc<PoolStatisticsWatch>, error: &Error, ctx: Arc<Con
 /// One reconcile of one watch: what it knows of the watch and what it remembers of it. Its
 /// memory goes back to the shared map when it is dropped, whichever way `run` ends.
 struct WatchReconciler<'a> {
-    ctx: &'a Context,
+    ctx: &'a Arc<Context>,
     watch: &'a PoolStatisticsWatch,
     namespace: &'a str,
     request: schedule::Request<'a>,
@@ -115,10 +120,12 @@ struct WatchReconciler<'a> {
     /// The status as last written (or as read, before the first write).
     status: PoolStatisticsWatchStatus,
     memory: MemoryLease<'a>,
+    /// The refresh request that the poll being shown answers: the one it started under.
+    answered_refresh: Option<String>,
 }
 
 impl<'a> WatchReconciler<'a> {
-    fn new(ctx: &'a Context, watch: &'a PoolStatisticsWatch, namespace: &'a str) -> Self {
+    fn new(ctx: &'a Arc<Context>, watch: &'a PoolStatisticsWatch, namespace: &'a str) -> Self {
         let status = watch.status.clone().unwrap_or_default();
         let request = schedule::Request {
             generation: watch.meta().generation,
@@ -128,17 +135,36 @@ impl<'a> WatchReconciler<'a> {
                 .map(String::as_str),
             suspended: watch.spec.suspend,
         };
-        let target = WatchTarget::from_spec(&watch.spec, ctx.settings.allow_http_endpoints);
+        let target = WatchTarget::from_spec(&watch.spec, &ctx.settings.endpoints);
         // An unusable spec is still scheduled: its polls fail with InvalidSpec, paced by the
         // default interval if the interval itself is what is wrong.
         let interval = match &target {
             Ok(target) => target.interval,
             Err(_) => schedule_interval(&watch.spec),
         };
+        let hosts = target
+            .as_ref()
+            .map_or_else(|_| Vec::new(), |target| ctx.hosts_of(target));
+        ctx.metrics.set_hosts(
+            &WatchLabels {
+                namespace: namespace.to_owned(),
+                name: watch.name_any(),
+            },
+            hosts,
+        );
         let key = (namespace.to_owned(), watch.name_any());
+        let federation = match &target {
+            Ok(WatchTarget {
+                credentials: CredentialSource::Federation(federation),
+                ..
+            }) => Some(federation),
+            _ => None,
+        };
+        ctx.keyless.set_user(&key, federation);
         let memory = ctx.memories.lease(key, || {
             WatchMemory::recalled_from(&status, &request, interval, Instant::now())
         });
+        let answered_refresh = memory.schedule.polled_refresh_token.clone();
         Self {
             ctx,
             watch,
@@ -148,6 +174,7 @@ impl<'a> WatchReconciler<'a> {
             interval,
             status,
             memory,
+            answered_refresh,
         }
     }
 
@@ -155,6 +182,17 @@ impl<'a> WatchReconciler<'a> {
     async fn run(mut self) -> Result<Next, Error> {
         if let Some(unwritten) = self.memory.unwritten.clone() {
             self.write(unwritten).await?;
+        }
+        if let Some(running) = self.memory.running.take() {
+            // A poll an earlier reconcile left running. Its answer is this reconcile's if it is
+            // for this generation; a changed or suspended spec lets it finish unheard.
+            if running.started_for.generation == self.request.generation && !self.request.suspended
+            {
+                return match running.park() {
+                    Some(finished) => self.finish(&running.started_for, finished).await,
+                    None => self.still_running(running).await,
+                };
+            }
         }
         let reason = match self.memory.schedule.decide(&self.request, Instant::now()) {
             Decision::Suspended => {
@@ -164,13 +202,7 @@ impl<'a> WatchReconciler<'a> {
             Decision::PollNow(reason) => reason,
             Decision::WaitUntil(_) if self.credentials_changed().await => PollReason::Due,
             Decision::WaitUntil(_) => {
-                if let Some(failure) = self.turned_stale() {
-                    let outcome = Outcome::Failed {
-                        failure,
-                        counts_fresh: false,
-                    };
-                    self.apply(&outcome).await?;
-                }
+                self.show_if_turned_stale().await?;
                 return Ok(self.requeue());
             }
         };
@@ -179,13 +211,65 @@ impl<'a> WatchReconciler<'a> {
         // spec, a refresh request or new keys want a new answer.
         let forced = !matches!(reason, PollReason::Due | PollReason::FirstPoll)
             || self.memory.stalled_on_secret.is_some();
-        let polled = if self.status.observed_generation == self.request.generation {
-            self.poll(forced).await
-        } else {
-            self.poll_new_generation(forced).await?
+        let running = self.start_poll(forced);
+        if let Some(finished) = running.wait(PROGRESS_DEADLINE).await {
+            return self.finish(&running.started_for, finished).await;
+        }
+        // Slow: until a status names the new generation, kstatus readers (Flux, `kubectl
+        // wait`) go by the old status, or by none, so show it as Reconciling now. An answer
+        // within the deadline is shown in one write: most new watches cost one status write.
+        if self.status.observed_generation != self.request.generation {
+            // Parked first, so a failed write (an error return) does not lose the poll.
+            self.memory.running = Some(running.clone());
+            self.apply(&Outcome::Progressing).await?;
+            self.memory.running = None;
+        }
+        match running.park() {
+            Some(finished) => self.finish(&running.started_for, finished).await,
+            None => self.still_running(running).await,
+        }
+    }
+
+    /// Starts a poll in a task of its own (see [`RunningPoll`]).
+    fn start_poll(&mut self, forced: bool) -> RunningPoll {
+        let job = PollJob {
+            target: self.target.clone(),
+            namespace: self.namespace.to_owned(),
+            name: self.watch.name_any(),
+            interval: self.interval,
+            forced,
+            reservation: self.memory.reservation.take(),
+            started_for: StartedFor {
+                generation: self.request.generation,
+                refresh_token: self.request.refresh_token.map(str::to_owned),
+            },
         };
-        let outcome = match polled {
-            Poll::Deferred(wait) => return Ok(self.defer(wait)),
+        RunningPoll::start(self.ctx, job)
+    }
+
+    /// A poll is still running: keep it parked and give the reconcile slot back. Its task
+    /// wakes the watch when it finishes; the late look is only a safety net.
+    async fn still_running(&mut self, running: RunningPoll) -> Result<Next, Error> {
+        self.memory.running = Some(running);
+        self.show_if_turned_stale().await?;
+        Ok(Next::In(PARKED_RECHECK))
+    }
+
+    /// Shows the outcome of a finished poll started for `started_for`.
+    async fn finish(
+        &mut self,
+        started_for: &StartedFor,
+        finished: Finished,
+    ) -> Result<Next, Error> {
+        self.memory.reservation = finished.reservation;
+        self.answered_refresh = started_for.refresh_token.clone();
+        let outcome = match finished.poll {
+            Poll::Deferred(wait) => {
+                if self.status.observed_generation != self.request.generation {
+                    self.apply(&Outcome::Progressing).await?;
+                }
+                return Ok(self.defer(wait));
+            }
             Poll::Polled {
                 statistics,
                 project_id,
@@ -196,53 +280,16 @@ impl<'a> WatchReconciler<'a> {
         Ok(self.requeue())
     }
 
-    /// Polls a new generation (a new watch, a changed spec). Until a status names it, kstatus
-    /// readers (Flux, `kubectl wait`) go by the old status, or by none: an answer within
-    /// [`PROGRESS_DEADLINE`] is shown in one write, while a slower poll, or one the budget
-    /// defers, first shows the generation as Reconciling. Most new watches thus cost one status
-    /// write rather than two.
-    async fn poll_new_generation(&mut self, forced: bool) -> Result<Poll, Error> {
-        let ctx = self.ctx;
-        let target = self.target.clone();
-        let request = PollRequest {
-            target: &target,
-            namespace: self.namespace,
-            interval: self.interval,
-            forced,
-        };
-        let mut reservation = self.memory.reservation.take();
-        let result = {
-            let poll = ctx.poll(&request, &mut reservation);
-            tokio::pin!(poll);
-            tokio::select! {
-                biased;
-                polled = &mut poll => Ok(polled),
-                () = tokio::time::sleep(PROGRESS_DEADLINE) => {
-                    match self.apply(&Outcome::Progressing).await {
-                        Ok(()) => Ok(poll.await),
-                        Err(error) => Err(error),
-                    }
-                }
-            }
-        };
-        self.memory.reservation = reservation;
-        let polled = result?;
-        if matches!(polled, Poll::Deferred(_))
-            && self.status.observed_generation != self.request.generation
-        {
-            self.apply(&Outcome::Progressing).await?;
+    /// Shows the failure of a failing watch again if its last good counts just turned stale.
+    async fn show_if_turned_stale(&mut self) -> Result<(), Error> {
+        if let Some(failure) = self.turned_stale() {
+            let outcome = Outcome::Failed {
+                failure,
+                counts_fresh: false,
+            };
+            self.apply(&outcome).await?;
         }
-        Ok(polled)
-    }
-
-    async fn poll(&mut self, forced: bool) -> Poll {
-        let request = PollRequest {
-            target: &self.target,
-            namespace: self.namespace,
-            interval: self.interval,
-            forced,
-        };
-        self.ctx.poll(&request, &mut self.memory.reservation).await
+        Ok(())
     }
 
     /// The upstream budget is spent: look again once it has room, without counting a failure.
@@ -258,7 +305,9 @@ impl<'a> WatchReconciler<'a> {
     fn succeeded(&mut self, statistics: &PoolStatistics, project_id: String) -> Outcome {
         let now = Instant::now();
         self.ctx.metrics.count_poll("success");
-        let attempt = attempt_of(&self.request, self.interval, now);
+        let token = self.answered_refresh.clone();
+        let answered = self.answered_request(&token);
+        let attempt = attempt_of(&answered, self.interval, now);
         self.memory.schedule.record_success(&attempt);
         self.memory.stalled_on_secret = None;
         self.memory.failing = None;
@@ -288,7 +337,9 @@ impl<'a> WatchReconciler<'a> {
         let now = Instant::now();
         self.ctx.metrics.count_poll(failure.reason);
         let counts_fresh = self.memory.schedule.counts_fresh(self.interval, now);
-        let attempt = attempt_of(&self.request, self.interval, now);
+        let token = self.answered_refresh.clone();
+        let answered = self.answered_request(&token);
+        let attempt = attempt_of(&answered, self.interval, now);
         let delay = self.memory.schedule.record_failure(&attempt, failure.retry);
         self.memory.stalled_on_secret =
             failure.credentials.as_ref().map(|problem| StalledOnSecret {
@@ -359,7 +410,7 @@ impl<'a> WatchReconciler<'a> {
         }
         // A finished poll answered the refresh request it was made under, if any.
         if matches!(outcome, Outcome::Polled { .. } | Outcome::Failed { .. })
-            && let Some(token) = self.request.refresh_token
+            && let Some(token) = self.answered_refresh.as_deref()
         {
             next.last_handled_refresh_request = Some(token.to_owned());
         }
@@ -457,6 +508,16 @@ impl<'a> WatchReconciler<'a> {
             .flatten()
             .fold(due, Instant::min);
         Next::In(wake.saturating_duration_since(now))
+    }
+
+    /// The request that the poll being shown answers: this generation, under the refresh
+    /// request it started with.
+    fn answered_request<'t>(&self, token: &'t Option<String>) -> schedule::Request<'t> {
+        schedule::Request {
+            generation: self.request.generation,
+            refresh_token: token.as_deref(),
+            suspended: self.request.suspended,
+        }
     }
 
     fn labels(&self) -> WatchLabels {

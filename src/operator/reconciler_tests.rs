@@ -9,10 +9,14 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::*;
+use crate::modelarts::Credentials;
 use crate::operator::memory::WatchMemory;
 use crate::operator::testing::{EVENTS_PATH, Fixture, NAME, NAMESPACE, SECRET_PATH, STATUS_PATH};
 use crate::operator::upstream::BudgetKey;
-use crate::simulator::{Api as SimulatorApi, DEMO_ACCESS_KEY_ID, Fault, FaultKind, RequestFilter};
+use crate::simulator::{
+    Api as SimulatorApi, DEMO_ACCESS_KEY_ID, DEMO_SECRET_ACCESS_KEY, Fault, FaultKind,
+    RequestFilter,
+};
 
 const INTERVAL: Duration = Duration::from_secs(30);
 
@@ -112,8 +116,10 @@ async fn a_new_watch_answered_at_once_is_shown_in_one_status_write() {
 }
 
 #[tokio::test]
-async fn a_new_watch_whose_first_poll_is_slow_shows_reconciling_until_it_answers() {
+async fn a_new_watch_whose_first_poll_is_slow_shows_reconciling_and_gives_its_slot_back_until_it_answers()
+ {
     let fixture = Fixture::new().await;
+    let mut woken = fixture.context.wakers.register(None);
     let watch = PoolStatisticsWatch::test(&fixture.simulator);
     let slow = PROGRESS_DEADLINE + Duration::from_millis(500);
     fixture.simulator.inject(
@@ -123,6 +129,25 @@ async fn a_new_watch_whose_first_poll_is_slow_shows_reconciling_until_it_answers
         .times(1),
     );
 
+    let started = Instant::now();
+    let next = reconcile_once(&fixture, &watch).await.expect("reconciled");
+    assert!(
+        started.elapsed() < slow,
+        "the reconcile waited for the slow answer"
+    );
+    assert_eq!(next, Next::In(PARKED_RECHECK), "the poll is left running");
+    assert_eq!(
+        fixture.api.lines(),
+        [format!("GET {SECRET_PATH}"), format!("PATCH {STATUS_PATH}")]
+    );
+
+    // The poll's task wakes the watch when the answer comes; that reconcile shows it.
+    let object = futures::StreamExt::next(&mut woken).await.expect("woken");
+    assert_eq!(
+        (object.namespace.as_deref(), object.name.as_str()),
+        (Some(NAMESPACE), NAME)
+    );
+    let watch = watch.with_status(written(&fixture.api.status_patches()[0]));
     reconcile_once(&fixture, &watch).await.expect("reconciled");
 
     assert_eq!(
@@ -191,7 +216,7 @@ async fn a_spent_budget_defers_the_poll_without_a_failure() {
     let watch = PoolStatisticsWatch::test(&fixture.simulator);
     let budget_key = BudgetKey {
         endpoint: fixture.simulator.endpoint().authority(),
-        access_key_id: DEMO_ACCESS_KEY_ID.to_owned(),
+        credentials: Credentials::new(DEMO_ACCESS_KEY_ID, DEMO_SECRET_ACCESS_KEY).fingerprint(),
     };
     // Another watch of the same key just took the only call of this second.
     let taken = fixture

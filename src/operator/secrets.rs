@@ -19,6 +19,25 @@ pub const SECRET_ACCESS_KEY: &str = "secretAccessKey";
 /// Optional key of the security token of temporary credentials.
 pub const SECURITY_TOKEN: &str = "securityToken";
 
+/// The longest access key id accepted. IAM issues ids of 20 characters (permanent keys) or
+/// a few dozen (temporary ones); an id is signed into every request and keys the shared calls,
+/// so an absurd one is refused before it costs anything.
+pub const MAX_ACCESS_KEY_ID_CHARS: usize = 128;
+
+/// Whether `id` can be an access key id that IAM issued: ASCII letters and digits, at most
+/// [`MAX_ACCESS_KEY_ID_CHARS`]. Says what is wrong without quoting the id.
+pub fn check_access_key_id(id: &str) -> Result<(), &'static str> {
+    if id.len() > MAX_ACCESS_KEY_ID_CHARS {
+        return Err("is longer than the 128 characters of any access key id IAM issues");
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(
+            "has characters that IAM never puts in an access key id (only letters and digits)",
+        );
+    }
+    Ok(())
+}
+
 /// How long a read Secret is reused. Short, so rotated keys are used from the next poll on.
 pub const SECRET_REUSE: Duration = Duration::from_secs(10);
 
@@ -120,7 +139,15 @@ pub fn credentials_from_secret(
             key,
         })
     };
-    let mut credentials = Credentials::new(required(ACCESS_KEY_ID)?, required(SECRET_ACCESS_KEY)?);
+    let access_key_id = required(ACCESS_KEY_ID)?;
+    if let Err(problem) = check_access_key_id(&access_key_id) {
+        return Err(CredentialsError::InvalidAccessKeyId {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            problem,
+        });
+    }
+    let mut credentials = Credentials::new(access_key_id, required(SECRET_ACCESS_KEY)?);
     if let Some(token) = text(SECURITY_TOKEN)? {
         credentials = credentials.with_security_token(token);
     }
@@ -148,6 +175,36 @@ mod tests {
             data: Some(data),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn access_key_ids_iam_never_issues_are_refused_without_quoting_them() {
+        for bad in [
+            "A".repeat(129),
+            "AK EXAMPLE".to_owned(),
+            "AK/../x".to_owned(),
+            "AKÉ".to_owned(),
+        ] {
+            let error = credentials_from_secret(
+                "ns",
+                "creds",
+                &secret(&[(ACCESS_KEY_ID, bad.as_bytes()), (SECRET_ACCESS_KEY, b"s")]),
+            )
+            .unwrap_err();
+            assert_eq!(
+                error.reason(),
+                crate::operator::reasons::INVALID_CREDENTIALS
+            );
+            assert!(error.is_permanent());
+            let message = error.to_string();
+            assert!(!message.contains(&bad), "{message}");
+            assert!(
+                message.contains("Secret ns/creds") && message.contains("accessKeyId"),
+                "{message}"
+            );
+        }
+        assert!(check_access_key_id(&"A".repeat(128)).is_ok());
+        assert!(check_access_key_id("HPUAEXAMPLE0123456789").is_ok());
     }
 
     #[test]

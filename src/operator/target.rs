@@ -1,13 +1,18 @@
-//! What a watch's spec asks for, checked beyond the schema: the endpoints to call, how to find
-//! the project id, the workspace and the interval. Anything still wrong here is an
-//! `InvalidSpec` condition that names the field and says what to change.
+//! What a watch's spec asks for, checked beyond the schema: the endpoints to call (and whether
+//! the admin's [`EndpointPolicy`] lets them be called), how to find the project id, the
+//! workspace and the interval. Anything still wrong here is a condition (`InvalidSpec`,
+//! `EndpointNotTrusted`, `EndpointNotAllowed`) that names the field and says what to change.
 
 use std::time::Duration;
 
 use crate::api::{DEFAULT_INTERVAL_DURATION, MINIMUM_INTERVAL, PoolStatisticsWatchSpec};
 use crate::modelarts::Endpoint;
 
-/// A spec that passed the schema but cannot be used.
+use super::reasons;
+use super::trust::{EndpointPolicy, EndpointRole, NamedEndpoint};
+
+/// A spec that passed the schema but cannot be used, or that names what the cluster admin does
+/// not allow.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("spec.{field}: {problem}")]
 pub struct SpecError {
@@ -15,6 +20,24 @@ pub struct SpecError {
     pub field: &'static str,
     /// What is wrong and what to do.
     pub problem: String,
+    /// The condition's reason: [`reasons::INVALID_SPEC`], or why the admin's rules refuse it.
+    pub reason: &'static str,
+}
+
+impl SpecError {
+    /// A field that cannot be used as written.
+    pub fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
+        Self::refused(field, reasons::INVALID_SPEC, problem)
+    }
+
+    /// A field refused for `reason`.
+    pub fn refused(field: &'static str, reason: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+            reason,
+        }
+    }
 }
 
 /// How the project id is found.
@@ -87,46 +110,35 @@ pub struct WatchTarget {
 }
 
 impl WatchTarget {
-    /// Resolves `spec`. `allow_http` lets plain `http://` reach non-loopback hosts.
-    pub fn from_spec(spec: &PoolStatisticsWatchSpec, allow_http: bool) -> Result<Self, SpecError> {
+    /// Resolves `spec` under the admin's `policy`: the endpoints it may call (plain `http://`,
+    /// trusted and allowed hosts) are checked here, before anything is read or sent.
+    pub fn from_spec(
+        spec: &PoolStatisticsWatchSpec,
+        policy: &EndpointPolicy,
+    ) -> Result<Self, SpecError> {
         let interval = parse_interval(&spec.interval)?;
         let region = spec.region.as_deref();
         let endpoint = match (&spec.endpoint, region) {
-            (Some(endpoint), _) => {
-                Endpoint::parse(endpoint, allow_http).map_err(|e| SpecError {
-                    field: "endpoint",
-                    problem: e.to_string(),
-                })?
-            }
-            (None, Some(region)) => {
-                Endpoint::modelarts_for_region(region).map_err(|e| SpecError {
-                    field: "region",
-                    problem: e.to_string(),
-                })?
-            }
+            (Some(endpoint), _) => Endpoint::parse(endpoint, policy.allow_http)
+                .map_err(|e| SpecError::invalid("endpoint", e.to_string()))?,
+            (None, Some(region)) => Endpoint::modelarts_for_region(region)
+                .map_err(|e| SpecError::invalid("region", e.to_string()))?,
             (None, None) => {
-                return Err(SpecError {
-                    field: "region",
-                    problem: "set spec.region (for example cn-north-4) or spec.endpoint".to_owned(),
-                });
+                return Err(SpecError::invalid(
+                    "region",
+                    "set spec.region (for example cn-north-4) or spec.endpoint",
+                ));
             }
         };
-        let iam_endpoint = || {
-            match (&spec.iam_endpoint, region) {
-            (Some(iam), _) => Endpoint::parse(iam, allow_http).map_err(|e| SpecError {
-                field: "iamEndpoint",
-                problem: e.to_string(),
-            }),
-            (None, Some(region)) => Endpoint::iam_for_region(region).map_err(|e| SpecError {
-                field: "iamEndpoint",
-                problem: e.to_string(),
-            }),
-            (None, None) => Err(SpecError {
-                field: "iamEndpoint",
-                problem: "spec.federation exchanges the ServiceAccount token at IAM: set spec.region or spec.iamEndpoint"
-                    .to_owned(),
-            }),
-        }
+        let iam_endpoint = || match (&spec.iam_endpoint, region) {
+            (Some(iam), _) => Endpoint::parse(iam, policy.allow_http)
+                .map_err(|e| SpecError::invalid("iamEndpoint", e.to_string())),
+            (None, Some(region)) => Endpoint::iam_for_region(region)
+                .map_err(|e| SpecError::invalid("iamEndpoint", e.to_string())),
+            (None, None) => Err(SpecError::invalid(
+                "iamEndpoint",
+                "spec.federation exchanges the ServiceAccount token at IAM: set spec.region or spec.iamEndpoint",
+            )),
         };
         let credentials = credential_source(spec, iam_endpoint)?;
         let project = match (&spec.project_id, region) {
@@ -136,21 +148,73 @@ impl WatchTarget {
                 region: region.to_owned(),
             },
             (None, None) => {
-                return Err(SpecError {
-                    field: "projectId",
-                    problem: "the project id cannot be looked up without spec.region: set spec.projectId \
-                              (shown in the console under My Credentials) or spec.region"
-                        .to_owned(),
-                });
+                return Err(SpecError::invalid(
+                    "projectId",
+                    "the project id cannot be looked up without spec.region: set spec.projectId \
+                     (shown in the console under My Credentials) or spec.region",
+                ));
             }
         };
-        Ok(Self {
+        let target = Self {
             endpoint,
             project,
             workspace_id: spec.workspace_id.clone(),
             interval,
             credentials,
-        })
+        };
+        target.check_endpoints(spec, policy)?;
+        Ok(target)
+    }
+
+    /// The hosts (`host[:port]`) this target calls: ModelArts, and IAM for the project-id
+    /// lookup and the token exchange. The operator's own identity's services are the admin's,
+    /// not the spec's, and are not among them.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts = vec![self.endpoint.authority()];
+        if let ProjectSource::Lookup { iam_endpoint, .. } = &self.project {
+            hosts.push(iam_endpoint.authority());
+        }
+        if let CredentialSource::Federation(federation) = &self.credentials {
+            hosts.push(federation.iam_endpoint.authority());
+        }
+        hosts
+    }
+
+    /// Every endpoint this target's credentials would be sent to, checked against `policy`:
+    /// the statistics call, the project-id lookup and the token exchange.
+    fn check_endpoints(
+        &self,
+        spec: &PoolStatisticsWatchSpec,
+        policy: &EndpointPolicy,
+    ) -> Result<(), SpecError> {
+        let keyless = !matches!(self.credentials, CredentialSource::Secret { .. });
+        let region = spec.region.as_deref();
+        let iam_written = spec.iam_endpoint.is_some();
+        let mut named = vec![NamedEndpoint {
+            role: EndpointRole::ModelArts,
+            endpoint: &self.endpoint,
+            written: spec.endpoint.is_some(),
+            region,
+        }];
+        if let ProjectSource::Lookup { iam_endpoint, .. } = &self.project {
+            named.push(NamedEndpoint {
+                role: EndpointRole::Iam,
+                endpoint: iam_endpoint,
+                written: iam_written,
+                region,
+            });
+        }
+        if let CredentialSource::Federation(federation) = &self.credentials {
+            named.push(NamedEndpoint {
+                role: EndpointRole::Iam,
+                endpoint: &federation.iam_endpoint,
+                written: iam_written,
+                region,
+            });
+        }
+        named
+            .into_iter()
+            .try_for_each(|endpoint| policy.check(endpoint, keyless))
     }
 }
 
@@ -175,16 +239,10 @@ fn credential_source(
             iam_endpoint: iam_endpoint()?,
         })),
         (None, None, Some(_)) => Ok(CredentialSource::OperatorIdentity),
-        (None, None, None) => Err(SpecError {
-            field: "credentialsSecretRef",
-            problem: "no credentials: set spec.credentialsSecretRef, spec.federation or spec.operatorIdentity"
-                .to_owned(),
-        }),
-        _ => Err(SpecError {
-            field: "credentialsSecretRef",
-            problem: "set only one of spec.credentialsSecretRef, spec.federation and spec.operatorIdentity"
-                .to_owned(),
-        }),
+        (None, None, None) => Err(SpecError::invalid("credentialsSecretRef", "no credentials: set spec.credentialsSecretRef, spec.federation or spec.operatorIdentity"
+                .to_owned())),
+        _ => Err(SpecError::invalid("credentialsSecretRef", "set only one of spec.credentialsSecretRef, spec.federation and spec.operatorIdentity"
+                .to_owned())),
     }
 }
 
@@ -198,15 +256,17 @@ pub fn schedule_interval(spec: &PoolStatisticsWatchSpec) -> Duration {
 /// Parses a Go duration (`5m`, `1h30m`) as the schema does, and enforces the 30 s minimum for
 /// objects stored before the schema said so.
 pub fn parse_interval(text: &str) -> Result<Duration, SpecError> {
-    let parsed: kube::core::Duration = text.parse().map_err(|e| SpecError {
-        field: "interval",
-        problem: format!("{text:?} is not a duration ({e}): write it like 90s, 5m or 1h30m"),
+    let parsed: kube::core::Duration = text.parse().map_err(|e| {
+        SpecError::invalid(
+            "interval",
+            format!("{text:?} is not a duration ({e}): write it like 90s, 5m or 1h30m"),
+        )
     })?;
     if parsed.is_negative() || Duration::from(parsed) < MINIMUM_INTERVAL {
-        return Err(SpecError {
-            field: "interval",
-            problem: format!("{text:?} is below the 30s minimum"),
-        });
+        return Err(SpecError::invalid(
+            "interval",
+            format!("{text:?} is below the 30s minimum"),
+        ));
     }
     Ok(parsed.into())
 }
@@ -223,6 +283,13 @@ mod tests {
 
     use super::*;
     use crate::api::{Federation, LocalSecretReference, OperatorIdentity};
+
+    fn http_allowed() -> EndpointPolicy {
+        EndpointPolicy {
+            allow_http: true,
+            ..EndpointPolicy::default()
+        }
+    }
 
     fn spec() -> PoolStatisticsWatchSpec {
         PoolStatisticsWatchSpec {
@@ -243,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_region_gives_both_endpoints() {
-        let target = WatchTarget::from_spec(&spec(), false).unwrap();
+        let target = WatchTarget::from_spec(&spec(), &EndpointPolicy::default()).unwrap();
         assert_eq!(
             target.endpoint.to_string(),
             "https://modelarts.cn-north-4.myhuaweicloud.com"
@@ -266,7 +333,7 @@ mod tests {
     #[test]
     fn the_credential_source_is_the_one_the_spec_names() {
         assert_eq!(
-            WatchTarget::from_spec(&spec(), false)
+            WatchTarget::from_spec(&spec(), &EndpointPolicy::default())
                 .unwrap()
                 .credentials
                 .to_string(),
@@ -282,7 +349,7 @@ mod tests {
             federation: Some(federation.clone()),
             ..spec()
         };
-        let target = WatchTarget::from_spec(&federated, false).unwrap();
+        let target = WatchTarget::from_spec(&federated, &EndpointPolicy::default()).unwrap();
         let CredentialSource::Federation(source) = &target.credentials else {
             panic!("{:?}", target.credentials)
         };
@@ -298,7 +365,7 @@ mod tests {
             project_id: Some("p".to_owned()),
             ..federated.clone()
         };
-        let error = WatchTarget::from_spec(&without_iam, false).unwrap_err();
+        let error = WatchTarget::from_spec(&without_iam, &EndpointPolicy::default()).unwrap_err();
         assert_eq!(error.field, "iamEndpoint");
 
         let operator = PoolStatisticsWatchSpec {
@@ -307,7 +374,7 @@ mod tests {
             ..spec()
         };
         assert_eq!(
-            WatchTarget::from_spec(&operator, false)
+            WatchTarget::from_spec(&operator, &EndpointPolicy::default())
                 .unwrap()
                 .credentials
                 .to_string(),
@@ -318,7 +385,7 @@ mod tests {
             ..spec()
         };
         assert!(
-            WatchTarget::from_spec(&none, false)
+            WatchTarget::from_spec(&none, &EndpointPolicy::default())
                 .unwrap_err()
                 .to_string()
                 .contains("no credentials")
@@ -328,10 +395,68 @@ mod tests {
             ..spec()
         };
         assert!(
-            WatchTarget::from_spec(&both, false)
+            WatchTarget::from_spec(&both, &EndpointPolicy::default())
                 .unwrap_err()
                 .to_string()
                 .contains("only one")
+        );
+    }
+
+    #[test]
+    fn keyless_watches_send_nothing_to_endpoints_the_admin_does_not_trust() {
+        let federated = PoolStatisticsWatchSpec {
+            credentials_secret_ref: None,
+            federation: Some(Federation {
+                service_account_name: "reader".to_owned(),
+                identity_provider_id: "cce-oidc".to_owned(),
+                audience: "poolwatch".to_owned(),
+            }),
+            ..spec()
+        };
+        let evil_iam = PoolStatisticsWatchSpec {
+            iam_endpoint: Some("https://evil.example".to_owned()),
+            ..federated.clone()
+        };
+        let error = WatchTarget::from_spec(&evil_iam, &EndpointPolicy::default()).unwrap_err();
+        assert_eq!(
+            (error.field, error.reason),
+            ("iamEndpoint", reasons::ENDPOINT_NOT_TRUSTED)
+        );
+        let evil_modelarts = PoolStatisticsWatchSpec {
+            endpoint: Some("https://evil.example".to_owned()),
+            ..federated.clone()
+        };
+        let error =
+            WatchTarget::from_spec(&evil_modelarts, &EndpointPolicy::default()).unwrap_err();
+        assert_eq!(
+            (error.field, error.reason),
+            ("endpoint", reasons::ENDPOINT_NOT_TRUSTED)
+        );
+        let operator = PoolStatisticsWatchSpec {
+            federation: None,
+            operator_identity: Some(OperatorIdentity {}),
+            ..evil_modelarts.clone()
+        };
+        let error = WatchTarget::from_spec(&operator, &EndpointPolicy::default()).unwrap_err();
+        assert_eq!(error.reason, reasons::ENDPOINT_NOT_TRUSTED);
+        // Trusted by the admin, both are fine; so is the same host for a watch with its own keys.
+        let trusting = EndpointPolicy {
+            trusted: vec![Endpoint::parse("https://evil.example", false).unwrap()],
+            ..EndpointPolicy::default()
+        };
+        assert!(WatchTarget::from_spec(&evil_iam, &trusting).is_ok());
+        assert!(WatchTarget::from_spec(&operator, &trusting).is_ok());
+        let with_keys = PoolStatisticsWatchSpec {
+            endpoint: Some("https://evil.example".to_owned()),
+            iam_endpoint: Some("https://evil.example".to_owned()),
+            ..spec()
+        };
+        assert!(WatchTarget::from_spec(&with_keys, &EndpointPolicy::default()).is_ok());
+        assert_eq!(
+            WatchTarget::from_spec(&with_keys, &EndpointPolicy::default())
+                .unwrap()
+                .hosts(),
+            ["evil.example", "evil.example"]
         );
     }
 
@@ -343,7 +468,7 @@ mod tests {
             project_id: Some("p1".to_owned()),
             ..spec()
         };
-        let target = WatchTarget::from_spec(&spec, false).unwrap();
+        let target = WatchTarget::from_spec(&spec, &EndpointPolicy::default()).unwrap();
         assert_eq!(target.project, ProjectSource::Given("p1".to_owned()));
         assert_eq!(
             target.endpoint.authority(),
@@ -357,7 +482,7 @@ mod tests {
             region: Some("xx-nowhere-9".to_owned()),
             ..spec()
         };
-        let error = WatchTarget::from_spec(&spec, false).unwrap_err();
+        let error = WatchTarget::from_spec(&spec, &EndpointPolicy::default()).unwrap_err();
         assert_eq!(error.field, "region");
         assert!(error.to_string().contains("xx-nowhere-9"), "{error}");
     }
@@ -368,7 +493,7 @@ mod tests {
             endpoint: Some("https://modelarts.example.com/v2".to_owned()),
             ..spec()
         };
-        let error = WatchTarget::from_spec(&spec, false).unwrap_err();
+        let error = WatchTarget::from_spec(&spec, &EndpointPolicy::default()).unwrap_err();
         assert_eq!(error.field, "endpoint");
         assert!(error.to_string().contains("path"), "{error}");
     }
@@ -381,10 +506,12 @@ mod tests {
             ..spec()
         };
         assert_eq!(
-            WatchTarget::from_spec(&spec, false).unwrap_err().field,
+            WatchTarget::from_spec(&spec, &EndpointPolicy::default())
+                .unwrap_err()
+                .field,
             "endpoint"
         );
-        assert!(WatchTarget::from_spec(&spec, true).is_ok());
+        assert!(WatchTarget::from_spec(&spec, &http_allowed()).is_ok());
     }
 
     #[test]
@@ -395,7 +522,9 @@ mod tests {
             ..spec()
         };
         assert_eq!(
-            WatchTarget::from_spec(&spec, false).unwrap_err().field,
+            WatchTarget::from_spec(&spec, &EndpointPolicy::default())
+                .unwrap_err()
+                .field,
             "projectId"
         );
     }

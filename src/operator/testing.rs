@@ -21,6 +21,7 @@ use crate::simulator::{
 use super::context::{Context, Settings};
 use super::keyless::{AllowedNamespaces, OperatorIdentitySettings};
 use super::metrics::Metrics;
+use super::trust::EndpointPolicy;
 use super::upstream::Limits;
 
 /// The namespace of every test watch.
@@ -244,12 +245,13 @@ impl Fixture {
             .expect("the simulator starts");
         let rate = NonZeroU32::new(rate).expect("a positive rate");
         let settings = Settings {
-            allow_http_endpoints: false,
+            endpoints: EndpointPolicy::default(),
             limits: Limits {
                 concurrency: NonZeroU32::new(8).expect("8"),
                 rate_per_second: rate,
                 burst: rate,
             },
+            namespace_concurrency: NonZeroU32::new(16).expect("16"),
             reporter: Reporter {
                 controller: "poolwatch".to_owned(),
                 instance: Some("test".to_owned()),

@@ -41,13 +41,19 @@ pub struct Limits {
     pub burst: NonZeroU32,
 }
 
-/// Whose budget a call spends: an endpoint (scheme, host and port) with an access key.
+/// Whose budget a call spends: an endpoint (scheme, host and port) with a key.
+///
+/// The key is the whole key's fingerprint ([`Credentials::fingerprint`]), not its access key
+/// id: an id is not secret (it is in every signed request), and a tenant who learnt another's
+/// must not be able to spend that tenant's budget with a made-up secret.
+///
+/// [`Credentials::fingerprint`]: crate::modelarts::Credentials::fingerprint
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BudgetKey {
     /// The endpoint's authority.
     pub endpoint: String,
-    /// The access key id.
-    pub access_key_id: String,
+    /// The fingerprint of the key.
+    pub credentials: String,
 }
 
 /// A place in a budget's rate-limit queue, held by the watch that got it until it calls.
@@ -114,6 +120,22 @@ impl Budget {
         let permit = slots.try_acquire_owned().map_err(|_| BUSY_RETRY)?;
         *reservation = None;
         Ok(permit)
+    }
+
+    /// Forgets the budgets that are as good as new: a bucket refilled to its burst (its next
+    /// arrival time has passed) and no call in flight. Keys are chosen by tenants (any endpoint,
+    /// any key), so an unused one must not stay; forgetting it changes nothing, since a key
+    /// that is asked for again starts from a full bucket either way.
+    pub fn sweep(&self, now: Instant) {
+        lock(&self.meters).retain(|_, arrival| *arrival > now);
+        // Every permit holds a clone of its semaphore: one reference left means none is out.
+        lock(&self.slots).retain(|_, slots| Arc::strong_count(slots) > 1);
+    }
+
+    /// How many keys the budget remembers (for tests).
+    #[cfg(test)]
+    pub fn remembered(&self) -> (usize, usize) {
+        (lock(&self.meters).len(), lock(&self.slots).len())
     }
 
     /// The instant at which one more call on `key` fits the rate: now while the burst lasts,
@@ -306,10 +328,10 @@ mod tests {
         }
     }
 
-    fn key(endpoint: &str, ak: &str) -> BudgetKey {
+    fn key(endpoint: &str, fingerprint: &str) -> BudgetKey {
         BudgetKey {
             endpoint: endpoint.to_owned(),
-            access_key_id: ak.to_owned(),
+            credentials: fingerprint.to_owned(),
         }
     }
 
@@ -388,6 +410,44 @@ mod tests {
         assert!(reservation.is_some(), "the token stays this caller's");
         drop(held);
         assert!(admit(&budget, &k, &mut reservation, now).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unused_budgets_are_forgotten_and_used_ones_kept() {
+        let budget = Budget::new(limits(2, 10, 1));
+        let now = Instant::now();
+        let held = admit(&budget, &key("busy", "k"), &mut None, now).unwrap();
+        for n in 0..100 {
+            drop(admit(
+                &budget,
+                &key(&format!("host-{n}"), "k"),
+                &mut None,
+                now,
+            ));
+        }
+        let mut waiting = None;
+        let _ = admit(&budget, &key("queued", "k"), &mut None, now);
+        assert!(admit(&budget, &key("queued", "k"), &mut waiting, now).is_err());
+        assert_eq!(budget.remembered(), (102, 102));
+        // Within one emission interval every bucket is still refilling: nothing is forgotten.
+        budget.sweep(now);
+        assert_eq!(budget.remembered().0, 102);
+        let later = now + Duration::from_secs(1);
+        budget.sweep(later);
+        assert_eq!(
+            budget.remembered(),
+            (0, 1),
+            "refilled buckets go; the slots of a call in flight stay"
+        );
+        drop(held);
+        budget.sweep(later);
+        assert_eq!(budget.remembered(), (0, 0));
+        // A reservation for later keeps its bucket until it is due.
+        let mut reservation = None;
+        let _first = admit(&budget, &key("r", "k"), &mut None, later).unwrap();
+        assert!(admit(&budget, &key("r", "k"), &mut reservation, later).is_err());
+        budget.sweep(later + Duration::from_millis(50));
+        assert_eq!(budget.remembered().0, 1);
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use super::keyless::{AllowedNamespaces, OperatorIdentitySettings, PodIdentity};
 use super::metrics::Metrics;
 use super::reconciler::{error_policy, reconcile};
 use super::telemetry::{self, LogFormat, LoggingError};
+use super::trust::{EndpointPolicy, HostPattern};
 use super::upstream::Limits;
 use crate::api::PoolStatisticsWatch;
 use crate::modelarts::keyless::DEFAULT_METADATA_ENDPOINT;
@@ -114,6 +115,29 @@ pub struct RunArgs {
     #[arg(long, env = "POOLWATCH_ALLOW_HTTP_ENDPOINTS")]
     pub allow_http_endpoints: bool,
 
+    /// An endpoint trusted with keyless credentials (a ServiceAccount token, the operator's own
+    /// keys) besides Huawei's endpoints of each watch's region: a private cloud, a simulator.
+    /// Repeat the flag or separate with commas. Default: none.
+    #[arg(
+        long = "trusted-endpoint",
+        env = "POOLWATCH_TRUSTED_ENDPOINTS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub trusted_endpoints: Vec<String>,
+
+    /// Hosts that watches with their own keys may name in spec.endpoint and spec.iamEndpoint:
+    /// a host, or `*.domain` for every host below it. Repeat the flag or separate with commas.
+    /// Default: any host.
+    #[arg(
+        long = "allowed-endpoint-host",
+        env = "POOLWATCH_ALLOWED_ENDPOINT_HOSTS",
+        value_name = "PATTERN",
+        value_delimiter = ',',
+        value_parser = HostPattern::parse
+    )]
+    pub allowed_endpoint_hosts: Vec<HostPattern>,
+
     /// PEM file of extra CA certificates for ModelArts and IAM endpoints (private clouds).
     #[arg(long, env = "POOLWATCH_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
@@ -121,6 +145,15 @@ pub struct RunArgs {
     /// Upstream calls in flight at once, per endpoint and access key.
     #[arg(long, env = "POOLWATCH_UPSTREAM_CONCURRENCY", default_value = "8")]
     pub upstream_concurrency: NonZeroU32,
+
+    /// Polls in flight at once per namespace, whatever endpoints and keys its watches name
+    /// (credential exchanges included): one namespace's hung endpoints cannot hold up the others.
+    #[arg(
+        long,
+        env = "POOLWATCH_UPSTREAM_CONCURRENCY_PER_NAMESPACE",
+        default_value = "16"
+    )]
+    pub upstream_concurrency_per_namespace: NonZeroU32,
 
     /// Upstream calls per second, per endpoint and access key (token bucket).
     #[arg(long, env = "POOLWATCH_UPSTREAM_RATE", default_value = "20")]
@@ -205,6 +238,14 @@ pub enum StartupError {
         "CCE Pod Identity needs both HC_CONTAINER_CREDENTIALS_FULL_URI (--pod-identity-url) and HC_CONTAINER_AUTHORIZATION_TOKEN_FILE (--pod-identity-token-file), or neither"
     )]
     HalfPodIdentity,
+    /// A `--trusted-endpoint` is not an endpoint.
+    #[error("--trusted-endpoint {input:?}: {source}")]
+    TrustedEndpoint {
+        /// What was given.
+        input: String,
+        /// Why it is not an endpoint.
+        source: crate::modelarts::EndpointError,
+    },
     /// `--ca-bundle` could not be read.
     #[error("cannot read --ca-bundle {path}: {source}")]
     CaBundle {
@@ -439,7 +480,7 @@ async fn build_context(
         _ => return Err(StartupError::HalfPodIdentity),
     };
     let settings = Settings {
-        allow_http_endpoints: args.allow_http_endpoints,
+        endpoints: endpoint_policy(args)?,
         operator_identity: OperatorIdentitySettings {
             namespaces: AllowedNamespaces::from_names(&args.operator_identity_namespaces),
             pod_identity,
@@ -450,12 +491,35 @@ async fn build_context(
             rate_per_second: args.upstream_rate,
             burst: args.upstream_burst,
         },
+        namespace_concurrency: args.upstream_concurrency_per_namespace,
         reporter: Reporter {
             controller: "poolwatch".to_owned(),
             instance: Some(replica_identity()),
         },
     };
     Ok(Context::new(client, modelarts, metrics, settings))
+}
+
+/// The admin's rules for the endpoints of specs, from the flags.
+fn endpoint_policy(args: &RunArgs) -> Result<EndpointPolicy, StartupError> {
+    let trusted = args
+        .trusted_endpoints
+        .iter()
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| {
+            Endpoint::parse(text, args.allow_http_endpoints).map_err(|source| {
+                StartupError::TrustedEndpoint {
+                    input: text.clone(),
+                    source,
+                }
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(EndpointPolicy {
+        allow_http: args.allow_http_endpoints,
+        trusted,
+        allowed_hosts: args.allowed_endpoint_hosts.clone(),
+    })
 }
 
 /// A controller of the watches of `api` whose cache keeps each watch without its
@@ -476,20 +540,23 @@ async fn run_controllers(
     context: Arc<Context>,
     stop: Shared<BoxFuture<'static, ()>>,
 ) {
-    let apis: Vec<Api<PoolStatisticsWatch>> = if args.watch_namespaces.is_empty() {
-        vec![Api::all(client)]
+    let apis: Vec<(Option<String>, Api<PoolStatisticsWatch>)> = if args.watch_namespaces.is_empty()
+    {
+        vec![(None, Api::all(client))]
     } else {
         args.watch_namespaces
             .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
+            .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
             .collect()
     };
     let config = controller::Config::default().concurrency(args.max_concurrent_reconciles.get());
     let controllers: Vec<Controller<PoolStatisticsWatch>> = apis
         .into_iter()
-        .map(|api| {
+        .map(|(namespace, api)| {
             lean_controller(api)
                 .with_config(config.clone())
+                // Watches whose polls finished after their reconcile gave its slot back.
+                .reconcile_on(context.wakers.register(namespace))
                 .graceful_shutdown_on(stop.clone())
         })
         .collect();

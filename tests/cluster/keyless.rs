@@ -416,6 +416,7 @@ async fn the_operator_identity_comes_from_cce_pod_identity_when_the_pod_has_it()
             &world.namespace.name,
             "--operator-identity-namespace",
             "*",
+            &world.trusted_endpoint_flag(),
         ],
         &[
             ("HC_CONTAINER_CREDENTIALS_FULL_URI", url.as_str()),

@@ -12,3 +12,4 @@ mod credentials;
 mod keyless;
 mod operator;
 mod reliability;
+mod tenancy;

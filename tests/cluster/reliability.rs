@@ -14,8 +14,8 @@ use crate::support::faults::{
     scratch_dir,
 };
 use crate::support::operator::{
-    LEASE, Operator, condition, eventually, has_condition, leader_election_flags, lease_holder,
-    request_refresh,
+    LEASE, Operator, condition, condition_message as message, eventually, has_condition,
+    leader_election_flags, lease_holder, request_refresh,
 };
 use crate::support::simulator::{self, AK, PROJECT, SK, TEMP_AK, TEMP_SK, TOKEN};
 use crate::support::webhook::StatusWriteFaults;
@@ -44,15 +44,6 @@ async fn scene_on(namespace: TestNamespace, simulator: SimulatorHandle) -> World
         .within(SOON)
         .with_credentials()
         .await
-}
-
-fn message(watch: &PoolStatisticsWatch, type_: &str) -> String {
-    watch
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
 }
 
 /// Ready True with `reason`: a transient failure that kept the last good counts.

@@ -12,6 +12,7 @@ use poolwatch::modelarts::signer::{
 use poolwatch::modelarts::temporary::parse_credential_answer;
 use poolwatch::modelarts::{Credentials, Endpoint, PoolStatistics};
 use poolwatch::operator::target::{WatchTarget, parse_interval};
+use poolwatch::operator::trust::EndpointPolicy;
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -236,7 +237,8 @@ proptest! {
             interval,
             suspend: false,
         };
-        match WatchTarget::from_spec(&spec, allow_http) {
+        let policy = EndpointPolicy { allow_http, ..EndpointPolicy::default() };
+        match WatchTarget::from_spec(&spec, &policy) {
             Ok(target) => prop_assert!(target.interval.as_secs() >= 30),
             Err(e) => {
                 prop_assert!(

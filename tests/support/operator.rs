@@ -328,6 +328,16 @@ pub async fn wait_for_watch(
     }
 }
 
+/// The message of condition `type_`, or nothing.
+pub fn condition_message(watch: &PoolStatisticsWatch, type_: &str) -> String {
+    watch
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 /// The status of condition `type_`, and its reason.
 pub fn condition(watch: &PoolStatisticsWatch, type_: &str) -> Option<(String, String)> {
     watch

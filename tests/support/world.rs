@@ -98,9 +98,24 @@ impl World {
         self.spawn_operator_logging(LOG_LEVEL, extra)
     }
 
-    /// A new `poolwatch run` for this namespace logging at `level`, owned by the caller.
+    /// A new `poolwatch run` for this namespace logging at `level`, owned by the caller. Its
+    /// admin trusts the world's simulator with keyless credentials, as a cluster with an
+    /// in-cluster simulator or a private cloud does.
     pub fn spawn_operator_logging(&self, level: &str, extra: &[&str]) -> Operator {
-        Operator::start_on(&self.plane().kubeconfig, &self.namespace.name, level, extra)
+        let trusted = self.trusted_endpoint_flag();
+        let mut flags = vec![trusted.as_str()];
+        flags.extend_from_slice(extra);
+        Operator::start_on(
+            &self.plane().kubeconfig,
+            &self.namespace.name,
+            level,
+            &flags,
+        )
+    }
+
+    /// `--trusted-endpoint=` the world's simulator.
+    pub fn trusted_endpoint_flag(&self) -> String {
+        format!("--trusted-endpoint={}", self.simulator.base_url())
     }
 
     /// Applies a credentials Secret with `accessKeyId` and `secretAccessKey`.

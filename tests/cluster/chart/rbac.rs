@@ -95,7 +95,11 @@ impl ChartIdentity {
     fn operator_flags(&self) -> Vec<String> {
         args(&self.documents)
             .into_iter()
-            .filter(|a| a.starts_with("--leader-elect") || a.starts_with("--watch-namespace"))
+            .filter(|a| {
+                ["--leader-elect", "--watch-namespace", "--trusted-endpoint"]
+                    .iter()
+                    .any(|flag| a.starts_with(flag))
+            })
             .collect()
     }
 
@@ -364,7 +368,10 @@ async fn the_chart_grants_service_account_tokens_only_with_federation_enabled() 
         )
         .await;
         let namespace = world.namespace.name.clone();
-        let mut set = vec![format!("watchNamespaces={{{namespace}}}")];
+        let mut set = vec![
+            format!("watchNamespaces={{{namespace}}}"),
+            format!("trustedEndpoints={{{}}}", world.simulator.base_url()),
+        ];
         if enabled {
             set.push("federation.enabled=true".to_owned());
         }
