@@ -134,8 +134,9 @@ image: $(CARGO_TOOLS)/.cargo-cyclonedx-$(CARGO_CYCLONEDX_VERSION) ## Container i
 	@CARGO_CYCLONEDX=$(CARGO_CYCLONEDX) deploy/image/build.sh >/dev/null
 
 .PHONY: workflow-lint
-workflow-lint: ## actionlint (built from its Go module, tests/go/actionlint) on .github/workflows/.
+workflow-lint: ## actionlint (built from its Go module, tests/go/actionlint) and tests/workflow-rules.sh (pins, checkout credentials, permissions) on .github/workflows/.
 	@"$$(tests/control-plane/build-components.sh actionlint)/actionlint" .github/workflows/*.yaml
+	@tests/workflow-rules.sh
 
 # What `make test` needs to build and run the image, from the distribution's packages.
 CONTAINER_TOOLS := buildah:buildah podman:podman runc:runc skopeo:skopeo musl-gcc:musl-tools
