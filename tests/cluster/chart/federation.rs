@@ -72,7 +72,7 @@ fn create_token_as(
 async fn api_server_identity(client: &kube::Client, token: &str) -> Option<(String, Vec<String>)> {
     let review = TokenReview {
         spec: TokenReviewSpec {
-            token: Some(token.to_owned()),
+            token: token.to_owned(),
             audiences: None,
         },
         ..TokenReview::default()
