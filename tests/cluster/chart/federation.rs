@@ -440,8 +440,8 @@ async fn the_token_policy_allows_the_operator_only_chosen_namespaces_and_audienc
             &[audience, "set spec.federation.audience"],
         );
     }
-    // With no audience the API server would give its own: refused whether the policy sees the
-    // empty list or the API server's audiences filled in (newer API servers fill them in first).
+    // With no audience the API server gives its own: refused whether the policy sees the empty
+    // list or the API server's audiences (1.33 to 1.37 fill them in before admission).
     assert_refused_by_policy(
         create_token_as(&operator, &labelled.name, "default", None),
         &policy,
