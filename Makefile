@@ -196,7 +196,7 @@ test-k8s-matrix: python-tools ## The end-to-end suite on the oldest supported Ku
 # The Helm chart's static checks; `make test` runs them first.
 CHART := charts/poolwatch
 CHART_CHECK_DIR := target/chart-check
-CHART_MODES := default namespaced everything
+CHART_MODES := default namespaced everything federation
 
 .PHONY: chart-check
 chart-check: python-tools ## Helm chart: CRDs and deploy/ copies in sync, helm lint --strict, kubernetes-validate --strict, yamllint.

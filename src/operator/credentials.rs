@@ -89,15 +89,17 @@ pub enum CredentialsError {
         /// `spec.federation.serviceAccountName`.
         name: String,
     },
-    /// The operator may not request tokens for the ServiceAccount (RBAC).
+    /// The API server refused the token request: RBAC, or the chart's token policy.
     #[error(
-        "poolwatch may not request tokens for ServiceAccount {namespace}/{name}: grant it create on serviceaccounts/token in {namespace} (the chart does with federation.enabled=true)"
+        "poolwatch may not request tokens for ServiceAccount {namespace}/{name} ({said}): grant it create on serviceaccounts/token in {namespace} (the chart does with federation.enabled=true), and let the chart's token policy allow the namespace (chart value federation.namespaces, or the label poolwatch.io/federation=enabled)"
     )]
     TokenRequestForbidden {
         /// The watch's namespace.
         namespace: String,
         /// The ServiceAccount.
         name: String,
+        /// What the API server said (RBAC's or the admission policy's message), shortened.
+        said: String,
     },
     /// `spec.federation.audience` is one the cluster's API server accepts: the token would be a
     /// Kubernetes credential of the ServiceAccount, so none is requested or sent.

@@ -287,6 +287,7 @@ impl KeylessCredentials {
                 Err(CredentialsError::TokenRequestForbidden {
                     namespace: namespace.to_owned(),
                     name: name.clone(),
+                    said: api_server_said(&status.message),
                 })
             }
             Err(error) => Err(failed(error.to_string())),
@@ -309,6 +310,18 @@ impl KeylessCredentials {
             }
         };
         result.map_err(|source| CredentialsError::Exchange { source })
+    }
+}
+
+/// The longest part of the API server's message a refusal quotes.
+const API_SERVER_MESSAGE_CHARS: usize = 300;
+
+/// The API server's message, shortened: it says which rule refused (RBAC, or the admission
+/// policy and what to change), and is never a secret.
+fn api_server_said(message: &str) -> String {
+    match message.char_indices().nth(API_SERVER_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_owned(),
     }
 }
 

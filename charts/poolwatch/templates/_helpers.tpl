@@ -84,3 +84,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["create"]
 {{- end }}
 {{- end }}
+
+{{/*
+Federation values that cannot be right: cluster-wide RBAC without the admin's acknowledgement, and
+tokens allowed in kube-system.
+*/}}
+{{- define "poolwatch.federationChecks" -}}
+{{- if and (not .Values.watchNamespaces) (not .Values.federation.acknowledgeClusterWideTokens) }}
+{{- fail "federation.enabled=true without watchNamespaces grants the operator create on serviceaccounts/token in every namespace, kube-system included: whoever takes over the operator can mint a token for any ServiceAccount and takes over the cluster. Prefer namespaced mode: list the namespaces in watchNamespaces, and tokens are granted only there. To run cluster-wide anyway, set federation.acknowledgeClusterWideTokens=true: the chart's ValidatingAdmissionPolicy then allows the operator tokens only in the namespaces of federation.namespaces or labelled with federation.namespaceLabels (never kube-system), and never for federation.apiServerAudiences (set it to your cluster's issuer and --api-audiences)" }}
+{{- end }}
+{{- if or (has "kube-system" .Values.federation.namespaces) (has "kube-system" .Values.watchNamespaces) }}
+{{- fail "federation.enabled=true with kube-system in federation.namespaces or watchNamespaces: the operator never creates tokens in kube-system (a token of its ServiceAccounts controls the cluster); remove kube-system, or watch it without federation.enabled" }}
+{{- end }}
+{{- end }}

@@ -3,6 +3,7 @@
 //! real operator uses (proven from the audit log), and that kstatus and the Argo CD health check
 //! read real statuses as documented. One module per topic; the helpers they share are here.
 
+mod federation;
 mod health;
 mod helm;
 mod image;

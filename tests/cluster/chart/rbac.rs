@@ -6,18 +6,20 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // RBAC, enforced: the operator authenticates as the chart's ServiceAccount
 
-/// The kinds of the chart that grant the operator its rights.
-const RBAC_KINDS: [&str; 5] = [
+/// The kinds of the chart that grant the operator its rights, or narrow them.
+const RBAC_KINDS: [&str; 7] = [
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
     "Role",
     "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 ];
 
-/// The chart's ServiceAccount and RBAC objects for a release, applied to a control plane as helm
-/// would apply them, and a kubeconfig that authenticates as that ServiceAccount with a token from
-/// the TokenRequest API.
+/// The chart's ServiceAccount and RBAC objects (and its token policy) for a release, applied to
+/// a control plane as helm would apply them, and a kubeconfig that authenticates as that
+/// ServiceAccount with a token from the TokenRequest API.
 pub(super) struct ChartIdentity {
     /// `system:serviceaccount:NAMESPACE:NAME`, as the audit log names the user.
     user: String,
@@ -331,7 +333,8 @@ async fn the_namespaced_chart_rbac_is_enforced_and_sufficient() {
 
 /// Namespaced mode, federation enabled and not: the chart grants `create` on
 /// `serviceaccounts/token` only when asked, only in the watched namespaces, and a federated
-/// watch works with it and says what to grant without it.
+/// watch works with it (and with the chart's token policy in force) and says what to grant
+/// without it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_grants_service_account_tokens_only_with_federation_enabled() {
     use crate::keyless::{AUDIENCE, IDP, READER, federation, trust_the_cluster};
@@ -355,6 +358,10 @@ async fn the_chart_grants_service_account_tokens_only_with_federation_enabled() 
             .iter()
             .copied()
             .chain(["federation.enabled=true"])
+            .chain(
+                set.is_empty()
+                    .then_some("federation.acknowledgeClusterWideTokens=true"),
+            )
             .collect();
         let documents = render("poolwatch", "poolwatch", &enabled).unwrap();
         let expected = if set.is_empty() { 1 } else { 2 };
@@ -376,8 +383,16 @@ async fn the_chart_grants_service_account_tokens_only_with_federation_enabled() 
             set.push("federation.enabled=true".to_owned());
         }
         let set: Vec<&str> = set.iter().map(String::as_str).collect();
-        let documents = render("poolwatch", &namespace, &set).unwrap();
+        // Released as the namespace: the token policy is cluster-scoped, and named after it.
+        let documents = render(&namespace, &namespace, &set).unwrap();
         let identity = ChartIdentity::apply(&world.namespace, &documents, |_| {});
+        let policy = of_kind(&documents, "ValidatingAdmissionPolicy")
+            .first()
+            .map(|policy| policy["metadata"]["name"].as_str().unwrap().to_owned());
+        assert_eq!(policy.is_some(), enabled);
+        if let Some(policy) = &policy {
+            super::federation::enforced(&identity.user, &namespace, READER, policy).await;
+        }
         let flags = identity.operator_flags();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let operator = Operator::start_with(&identity.kubeconfig, "poolwatch=debug,info", &flags);
@@ -409,6 +424,14 @@ async fn the_chart_grants_service_account_tokens_only_with_federation_enabled() 
             .await;
         }
         drop(operator);
+        if let Some(policy) = &policy {
+            run(control_plane().kubectl().args([
+                "delete",
+                "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                policy,
+            ]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 }
 

@@ -211,6 +211,13 @@ fn the_values_schema_rejects_wrong_values() {
         ("resources.limits=big", "limits"),
         ("replicas=2", "replicas"),
         ("metrics.serviceMonitor.enable=true", "enable"),
+        (
+            "federation.acknowledgeClusterWideTokens=yes please",
+            "acknowledgeClusterWideTokens",
+        ),
+        ("federation.namespaces={ML_Team}", "namespaces"),
+        ("federation.namespaceLabels.team=1", "namespaceLabels"),
+        ("federation.apiServerAudiences={}", "apiServerAudiences"),
     ] {
         let error = render("poolwatch", "operators", &[set])
             .err()
