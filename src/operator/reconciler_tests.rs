@@ -474,3 +474,77 @@ async fn a_failing_watch_turns_ready_false_when_its_counts_turn_stale_not_at_its
     );
     assert!(waits_about(next, Duration::from_secs(20)), "{next:?}");
 }
+
+#[tokio::test]
+async fn a_parked_poll_answers_the_refresh_request_it_started_under_and_a_newer_one_gets_its_own() {
+    let fixture = Fixture::new().await;
+    let mut woken = fixture.context.wakers.register(None);
+    let first = PoolStatisticsWatch::test(&fixture.simulator).refresh_requested("a");
+    let slow = PROGRESS_DEADLINE + Duration::from_millis(500);
+    fixture.simulator.inject(
+        Fault::new(FaultKind::Latency {
+            millis: slow.as_millis() as u64,
+        })
+        .times(1),
+    );
+    let next = reconcile_once(&fixture, &first).await.expect("reconciled");
+    assert_eq!(next, Next::In(PARKED_RECHECK), "parked");
+
+    // Someone asks again while the poll is running; its answer is not the answer to that.
+    let progressing = written(&fixture.api.status_patches()[0]);
+    let asked_again = first
+        .clone()
+        .refresh_requested("b")
+        .with_status(progressing);
+    futures::StreamExt::next(&mut woken).await.expect("woken");
+    reconcile_once(&fixture, &asked_again)
+        .await
+        .expect("reconciled");
+    let shown = written(fixture.api.status_patches().last().expect("a patch"));
+    assert_eq!(shown.last_handled_refresh_request.as_deref(), Some("a"));
+    assert_eq!(statistics_calls(&fixture), 1);
+
+    // The next reconcile polls for "b" at once.
+    reconcile_once(&fixture, &asked_again.with_status(shown))
+        .await
+        .expect("reconciled");
+    let answered = written(fixture.api.status_patches().last().expect("a patch"));
+    assert_eq!(answered.last_handled_refresh_request.as_deref(), Some("b"));
+    assert_eq!(statistics_calls(&fixture), 2);
+}
+
+#[tokio::test]
+async fn a_changed_spec_lets_a_parked_poll_finish_unheard_and_polls_anew() {
+    let fixture = Fixture::new().await;
+    let watch = PoolStatisticsWatch::test(&fixture.simulator);
+    let slow = Duration::from_secs(5);
+    fixture.simulator.inject(
+        Fault::new(FaultKind::Latency {
+            millis: slow.as_millis() as u64,
+        })
+        .times(1),
+    );
+    reconcile_once(&fixture, &watch).await.expect("reconciled");
+    // Another workspace: another target, so no call to join.
+    let mut changed = watch.with_status(written(&fixture.api.status_patches()[0]));
+    changed.metadata.generation = Some(2);
+    changed.spec.workspace_id = "elsewhere".to_owned();
+    let started = Instant::now();
+    reconcile_once(&fixture, &changed)
+        .await
+        .expect("reconciled");
+    assert!(
+        started.elapsed() < slow,
+        "it waited for the old generation's poll"
+    );
+    let shown = written(fixture.api.status_patches().last().expect("a patch"));
+    assert_eq!(shown.observed_generation, Some(2));
+    assert!(
+        !status::is_true(&shown, status::RECONCILING),
+        "the new generation's own answer is shown: {shown:?}"
+    );
+    let elsewhere = fixture
+        .simulator
+        .requests_served(&RequestFilter::api(SimulatorApi::Statistics).with_workspace("elsewhere"));
+    assert_eq!(elsewhere, 1, "the new generation polled for itself");
+}
