@@ -44,7 +44,8 @@ cp "$DEMO_DIR/simulator.yaml" "$STATE/simulator.yaml"
 echo $! >"$STATE/simulator.pid"
 SIMULATOR_URL=
 for _ in $(seq 100); do
-  SIMULATOR_URL=$(sed -n 's/^listening on //p' "$STATE/simulator.log" | head -n 1)
+  # The log may not exist yet: the background job opens it when it starts.
+  SIMULATOR_URL=$(sed -n 's/^listening on //p' "$STATE/simulator.log" 2>/dev/null | head -n 1 || true)
   [ -n "$SIMULATOR_URL" ] && break
   sleep 0.1
 done
