@@ -326,8 +326,12 @@ impl Measured for Poolwatch {
         format!("poolwatch-{}", self.watches)
     }
 
-    fn metrics_url(&self) -> String {
-        self.operator.metrics_url.clone()
+    async fn metrics_page(&self) -> Result<String, String> {
+        // As the chart's metrics reader, over the operator's HTTPS.
+        match self.operator.read_metrics().await? {
+            (200, page) => Ok(page),
+            (code, body) => Err(format!("{code}: {body}")),
+        }
     }
 
     fn assert_running(&mut self) {
@@ -433,8 +437,11 @@ impl Measured for EsoController {
         format!("external-secrets-{}", self.objects)
     }
 
-    fn metrics_url(&self) -> String {
-        self.metrics_url.clone()
+    async fn metrics_page(&self) -> Result<String, String> {
+        let response = reqwest::get(&self.metrics_url)
+            .await
+            .map_err(|e| format!("{}: {e}", self.metrics_url))?;
+        Ok(response.text().await.unwrap_or_default())
     }
 
     fn assert_running(&mut self) {
@@ -766,8 +773,8 @@ trait Measured {
     fn pid(&self) -> u32;
     /// A file name for its logs and metrics: the tool and its size.
     fn name(&self) -> String;
-    /// Its Prometheus page.
-    fn metrics_url(&self) -> String;
+    /// Its Prometheus page, or why it cannot be had.
+    async fn metrics_page(&self) -> Result<String, String>;
     /// Panics, with its last log lines, when the process has exited.
     fn assert_running(&mut self);
 }
@@ -883,7 +890,7 @@ async fn measure_steady(
     let (window, cpu_percent) = cpu.finish();
     let to = measure::audit_offset(audit_log);
     let (peak_rss_kib, rss_kib) = measure::memory_kib(pid);
-    save_metrics(&process.metrics_url(), &process.name()).await;
+    save_metrics(process.metrics_page().await, &process.name());
     let events = measure::audit_events_between(audit_log, from, to);
     let by_kind = measure::requests_by_kind(&events, agent);
     let refreshes = match refreshes {
@@ -903,11 +910,11 @@ async fn measure_steady(
 
 /// Keeps a metrics page in `target/bench-peers/NAME.metrics` (reconcile times, work queues);
 /// a page that cannot be had is only reported.
-async fn save_metrics(url: &str, name: &str) {
-    let text = match reqwest::get(url).await {
-        Ok(response) => response.text().await.unwrap_or_default(),
+fn save_metrics(page: Result<String, String>, name: &str) {
+    let text = match page {
+        Ok(text) => text,
         Err(e) => {
-            eprintln!("    no metrics from {url}: {e}");
+            eprintln!("    no metrics from {name}: {e}");
             return;
         }
     };

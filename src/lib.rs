@@ -3,12 +3,13 @@
 //!
 //! Layers, each importing only those below it: [`cli`] (the command line) over [`operator`]
 //! (`poolwatch run`), [`fetch`] (`poolwatch fetch`) and [`simulator`] (`poolwatch simulator`);
-//! those over [`api`] (the custom resource) and [`modelarts`] (the ModelArts and IAM client, which
-//! knows nothing of Kubernetes).
+//! those over [`api`] (the custom resource), [`modelarts`] (the ModelArts and IAM client, which
+//! knows nothing of Kubernetes) and [`https`] (serving over TLS).
 
 pub mod api;
 pub mod cli;
 pub mod fetch;
+pub mod https;
 mod lock;
 pub mod modelarts;
 pub mod operator;

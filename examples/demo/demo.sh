@@ -79,6 +79,18 @@ for _ in $(seq 50); do
 done
 kubectl -n "$NAMESPACE" describe psw training | sed -n '/^Status:/,$p'
 
+say "Reading /metrics (HTTPS, self-signed) as a ServiceAccount bound to the chart's metrics-reader ClusterRole"
+"$BIN/helm" template poolwatch "$ROOT/charts/poolwatch" --show-only templates/metrics-reader.yaml \
+  | kubectl apply --server-side -f - >/dev/null
+kubectl -n "$NAMESPACE" create serviceaccount metrics-reader --dry-run=client -o yaml \
+  | kubectl apply --server-side -f - >/dev/null
+kubectl create clusterrolebinding poolwatch-demo-metrics-reader --clusterrole=poolwatch-metrics-reader \
+  --serviceaccount="$NAMESPACE:metrics-reader" --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
+echo "anonymous:  HTTP $(curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:8080/metrics)"
+echo "the reader:"
+curl -sk -H "Authorization: Bearer $(kubectl -n "$NAMESPACE" create token metrics-reader)" \
+  https://127.0.0.1:8080/metrics | grep '^poolwatch_pools'
+
 cat <<TXT
 
 poolwatch is running against the simulator. Try:
@@ -87,7 +99,7 @@ poolwatch is running against the simulator. Try:
   \$EDITOR target/demo/simulator.yaml                    # change counts; seen at the next poll (30 s)
   kubectl -n $NAMESPACE annotate psw training poolwatch.io/refresh-requested-at="\$(date +%s)" --overwrite   # poll now
   kubectl -n $NAMESPACE describe psw training            # conditions and events
-  curl -s localhost:8080/metrics | grep ^poolwatch_      # Prometheus metrics
+  curl -sk -H "Authorization: Bearer \$(kubectl -n $NAMESPACE create token metrics-reader)" https://127.0.0.1:8080/metrics | grep ^poolwatch_   # Prometheus metrics
   tail -f target/demo/operator.log                       # the operator's log
 
 Stop everything with: make demo-down

@@ -1,5 +1,6 @@
-//! The operator's own HTTP endpoints: `/metrics` for Prometheus, and `/healthz` and `/readyz`
-//! for the kubelet's probes, each on its own address as controller-runtime operators do.
+//! The operator's own HTTP endpoints: `/metrics` for Prometheus (readers checked by
+//! [`metrics_auth`](super::metrics_auth), over HTTPS unless turned off), and `/healthz` and
+//! `/readyz` for the kubelet's probes, each on its own address as controller-runtime operators do.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,12 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 
 use super::metrics::render;
+use super::metrics_auth::{METRICS_PATH, Readers, require_reader};
+use crate::https::TlsListener;
 
 /// Whether the operator is ready: the Kubernetes API server answered its latest check.
 #[derive(Clone, Debug, Default)]
@@ -54,12 +59,28 @@ pub async fn bind(address: SocketAddr, flag: &'static str) -> Result<TcpListener
         })
 }
 
-/// Serves `/metrics` from `registry` until the process ends.
-pub async fn serve_metrics(listener: TcpListener, registry: Arc<Registry>) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(registry);
-    axum::serve(listener, app).await
+/// `/metrics`, bound and with its TLS configuration, waiting for a client to review its readers.
+pub struct MetricsEndpoint {
+    /// Where it listens.
+    pub listener: TcpListener,
+    /// What it serves.
+    pub registry: Arc<Registry>,
+    /// HTTPS with this configuration; plain HTTP without.
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+impl MetricsEndpoint {
+    /// Serves `/metrics` to the callers `readers` allows until the process ends.
+    pub async fn serve(self, readers: Arc<Readers>) -> std::io::Result<()> {
+        let app = Router::new()
+            .route(METRICS_PATH, get(metrics))
+            .route_layer(middleware::from_fn_with_state(readers, require_reader))
+            .with_state(self.registry);
+        match self.tls {
+            Some(config) => axum::serve(TlsListener::new(self.listener, config)?, app).await,
+            None => axum::serve(self.listener, app).await,
+        }
+    }
 }
 
 /// Serves `/healthz` (alive) and `/readyz` (ready) until the process ends.

@@ -1,7 +1,8 @@
 //! `poolwatch run`: the operator.
 //!
 //! - [`wiring`] builds the clients, the controllers, leader election and the HTTP endpoints
-//!   ([`endpoints`]: `/metrics`, `/healthz`, `/readyz`), with logging from [`telemetry`].
+//!   ([`endpoints`]: `/metrics`, `/healthz`, `/readyz`; [`metrics_auth`] checks who reads
+//!   `/metrics`, [`metrics_tls`] holds its certificate), with logging from [`telemetry`].
 //! - [`reconciler`] reconciles one watch, holding its [`memory`] and the shared [`context`]: it
 //!   asks the pure decisions of [`schedule`] (when to poll) and [`status`] (what to show), and
 //!   [`poll`]s through [`target`] (what a spec names), [`secrets`] (the credentials) and
@@ -22,6 +23,8 @@ pub(crate) mod fairness;
 pub(crate) mod keyless;
 pub(crate) mod memory;
 pub(crate) mod metrics;
+pub(crate) mod metrics_auth;
+pub(crate) mod metrics_tls;
 pub(crate) mod poll;
 pub(crate) mod reads;
 pub(crate) mod reasons;

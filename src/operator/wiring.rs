@@ -19,9 +19,11 @@ use prometheus_client::registry::Registry;
 use tracing::{error, info, warn};
 
 use super::context::{Context, Settings};
-use super::endpoints::{self, BindError, Readiness};
+use super::endpoints::{self, BindError, MetricsEndpoint, Readiness};
 use super::keyless::{AllowedNamespaces, OperatorIdentitySettings, PodIdentity};
 use super::metrics::Metrics;
+use super::metrics_auth::Readers;
+use super::metrics_tls::{self, CertificateError};
 use super::reconciler::{error_policy, reconcile};
 use super::telemetry::{self, LogFormat, LoggingError};
 use super::trust::{EndpointPolicy, HostPattern};
@@ -74,6 +76,24 @@ pub struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub metrics_bind_address: SocketAddr,
+
+    /// Serve `/metrics` over HTTPS; `--metrics-secure=false` for plain HTTP. Either way only
+    /// callers whose bearer token the API server accepts (TokenReview) and allows `get` on the
+    /// non-resource URL `/metrics` (SubjectAccessReview) read it.
+    #[arg(
+        long,
+        env = "POOLWATCH_METRICS_SECURE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub metrics_secure: bool,
+
+    /// Directory holding `tls.crt` and `tls.key` for `/metrics` (a mounted cert-manager Secret,
+    /// say), read again when they change. Default: a self-signed certificate made at start.
+    #[arg(long, env = "POOLWATCH_METRICS_CERT_DIR", value_name = "DIR")]
+    pub metrics_cert_dir: Option<PathBuf>,
 
     /// Address of the `/healthz` and `/readyz` probes.
     #[arg(
@@ -223,6 +243,12 @@ pub enum StartupError {
     /// An endpoint's address could not be bound.
     #[error(transparent)]
     Listen(#[from] BindError),
+    /// `/metrics` has no certificate to serve.
+    #[error(transparent)]
+    MetricsCertificate(#[from] CertificateError),
+    /// A certificate directory was given for plain HTTP.
+    #[error("--metrics-cert-dir is for HTTPS: drop it, or drop --metrics-secure=false")]
+    MetricsCertDirWithoutTls,
     /// Neither an in-cluster configuration nor `KUBECONFIG` gave a client.
     #[error(
         "cannot configure the Kubernetes client ({0}): run in a cluster with the ServiceAccount \
@@ -277,10 +303,14 @@ pub enum StartupError {
 pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     telemetry::init(args.log_format, &args.log_level)?;
     let shutdown = shutdown_signal();
-    let (metrics, readiness) = serve_endpoints(&args).await?;
+    let (metrics, readiness, metrics_endpoint) = serve_endpoints(&args).await?;
     let client = kubernetes_client()
         .await
         .map_err(StartupError::KubernetesConfig)?;
+    tokio::spawn(log_server_end(
+        "metrics",
+        metrics_endpoint.serve(Arc::new(Readers::new(client.clone()))),
+    ));
     client
         .apiserver_version()
         .await
@@ -302,8 +332,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     leader.lead_then_run(context).await
 }
 
-/// Starts `/metrics` and the probes; returns the metrics and the readiness they report.
-async fn serve_endpoints(args: &RunArgs) -> Result<(Arc<Metrics>, Readiness), StartupError> {
+/// Binds `/metrics` and the probes and starts the probes; returns the metrics, the readiness the
+/// probes report, and `/metrics`, to be served once there is a client to review its readers with.
+async fn serve_endpoints(
+    args: &RunArgs,
+) -> Result<(Arc<Metrics>, Readiness, MetricsEndpoint), StartupError> {
     let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -315,15 +348,31 @@ async fn serve_endpoints(args: &RunArgs) -> Result<(Arc<Metrics>, Readiness), St
         "--health-probe-bind-address",
     )
     .await?;
-    tokio::spawn(log_server_end(
-        "metrics",
-        endpoints::serve_metrics(metrics_listener, Arc::new(registry)),
-    ));
+    let tls = match (args.metrics_secure, &args.metrics_cert_dir) {
+        (true, dir) => Some(metrics_tls::server_config(dir.as_deref()).await?),
+        (false, None) => None,
+        (false, Some(_)) => return Err(StartupError::MetricsCertDirWithoutTls),
+    };
+    let certificate = match (&tls, &args.metrics_cert_dir) {
+        (None, _) => "none (plain HTTP)".to_owned(),
+        (Some(_), None) => "self-signed".to_owned(),
+        (Some(_), Some(dir)) => dir.display().to_string(),
+    };
+    info!(
+        address = %args.metrics_bind_address,
+        %certificate,
+        "serving /metrics to callers allowed get on /metrics"
+    );
     tokio::spawn(log_server_end(
         "probes",
         endpoints::serve_probes(probe_listener, readiness.clone()),
     ));
-    Ok((metrics, readiness))
+    let endpoint = MetricsEndpoint {
+        listener: metrics_listener,
+        registry: Arc::new(registry),
+        tls,
+    };
+    Ok((metrics, readiness, endpoint))
 }
 
 /// Keeps `/readyz` in step with the API server: not ready while it does not answer (down,

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+pub use crate::https::TlsListener;
 pub use fault::{Api, Fault, FaultKind};
 pub use setup::{
     DEMO_ACCESS_KEY_ID, DEMO_PROJECT_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY, FederationRule,
@@ -42,7 +43,7 @@ pub use setup::{
     SimulatedCounts, SimulatorSetup,
 };
 pub use state::{ActiveFault, RequestCount, RequestFilter, RequestKey, SimulatorStats};
-pub use tls::{TlsIdentity, TlsListener};
+pub use tls::TlsIdentity;
 
 use crate::modelarts::{Clock, Endpoint};
 use state::State;
@@ -140,8 +141,9 @@ impl Simulator {
                 }
             }),
             Some(identity) => {
-                let listener =
-                    tls::TlsListener::new(listener, &identity).map_err(SimulatorError::Tls)?;
+                let config = identity.server_config().map_err(SimulatorError::Tls)?;
+                let listener = TlsListener::new(listener, config)
+                    .map_err(|e| SimulatorError::Tls(format!("no local address: {e}")))?;
                 tokio::spawn(async move {
                     let result = axum::serve(listener, router)
                         .with_graceful_shutdown(stopped)

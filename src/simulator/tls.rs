@@ -1,22 +1,13 @@
-//! HTTPS for the simulator: a certificate and key, and a listener that hands axum finished TLS
-//! connections, so tests can put a private CA or an untrusted certificate in front of poolwatch.
+//! HTTPS for the simulator: a certificate and key, so tests can put a private CA or an untrusted
+//! certificate in front of poolwatch (served by [`crate::https::TlsListener`]).
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::crypto::aws_lc_rs;
-use tokio_rustls::server::TlsStream;
+use tokio_rustls::rustls::sign::SingleCertAndKey;
 
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::https;
 
 /// A PEM certificate chain and its private key.
 #[derive(Clone)]
@@ -45,92 +36,9 @@ impl TlsIdentity {
         })
     }
 
-    fn server_config(&self) -> Result<ServerConfig, String> {
-        let certs = CertificateDer::pem_slice_iter(&self.cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("the TLS certificate is not valid PEM: {e}"))?;
-        if certs.is_empty() {
-            return Err("the TLS certificate file holds no certificate".to_owned());
-        }
-        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
-            .map_err(|e| format!("the TLS key is not a valid PEM private key: {e}"))?;
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS setup failed: {e}"))?
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| format!("the TLS certificate and key do not fit together: {e}"))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
-    }
-}
-
-/// Accepts TCP connections and completes their handshakes in the background: a client that
-/// never finishes its handshake holds up nobody else.
-pub struct TlsListener {
-    addr: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    acceptor_task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Serves TLS with `identity` on `listener`; `Err` says what is wrong with the identity.
-    pub fn new(listener: TcpListener, identity: &TlsIdentity) -> Result<Self, String> {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("no local address: {e}"))?;
-        let acceptor = TlsAcceptor::from(Arc::new(identity.server_config()?));
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor_task = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::debug!("simulator accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            addr,
-            ready,
-            acceptor_task,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The acceptor task only ends when the listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
+    /// The server configuration that presents this identity; `Err` says what is wrong with it.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+        let key = https::certified_key(&self.cert_pem, &self.key_pem)?;
+        https::server_config(Arc::new(SingleCertAndKey::from(key))).map(Arc::new)
     }
 }

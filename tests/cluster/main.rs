@@ -1,6 +1,6 @@
 //! Everything that needs the local Kubernetes control plane (`make test-cluster`): the CRD and
-//! the tools users run against the API server, the real `poolwatch run` binary end to end, its
-//! reliability under faults, and the Helm chart. One binary, so kube and the test support are
+//! the tools users run against the API server, the real `poolwatch run` binary end to end, who
+//! may read its metrics, its reliability under faults, and the Helm chart. One binary, so kube and the test support are
 //! linked once; one module per topic.
 
 #[path = "../support/mod.rs"]
@@ -10,6 +10,7 @@ mod chart;
 mod control_plane;
 mod credentials;
 mod keyless;
+mod metrics_access;
 mod operator;
 mod reliability;
 mod tenancy;

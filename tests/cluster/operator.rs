@@ -561,10 +561,8 @@ async fn a_refresh_request_survives_sigterm_and_sigkill_failovers_and_a_restart(
 
     for (token, signal) in [("after-sigterm", "TERM"), ("after-sigkill", "KILL")] {
         let standby = Operator::start(&namespace, &flags);
-        let url = standby.metrics_url.clone();
-        eventually("the standby to be up", SOON, || {
-            let url = url.clone();
-            async move { reqwest::get(url).await.ok().map(|_| ()) }
+        eventually("the standby to be up", SOON, || async {
+            standby.read_metrics().await.ok().map(|_| ())
         })
         .await;
         assert!(!standby.leads().await, "the standby waits");

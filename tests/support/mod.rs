@@ -4,6 +4,7 @@ pub mod control_plane;
 pub mod faults;
 pub mod gitops;
 pub mod jwt;
+pub mod metrics_reader;
 pub mod operator;
 pub mod rendered;
 pub mod scratch;

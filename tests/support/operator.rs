@@ -1,11 +1,13 @@
 //! The real `poolwatch run` binary as a child process, aimed at the test control plane and
-//! watching one test namespace, plus the waits the end-to-end tests need.
+//! watching one test namespace, plus the waits the end-to-end tests need. Its metrics are read
+//! as Prometheus would ([`metrics_reader`]).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,19 +19,26 @@ use poolwatch::api::PoolStatisticsWatch;
 use serde_json::json;
 
 use super::control_plane::control_plane;
+use super::metrics_reader::{self, Trust};
 
 /// A running operator. Stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Operator {
     child: Option<Child>,
-    /// Base URL of its metrics endpoint.
+    /// The URL of its metrics endpoint.
     pub metrics_url: String,
+    /// How its metrics certificate is trusted.
+    pub metrics_trust: Trust,
+    /// The kubeconfig it runs with, on the control plane whose reader token reads its metrics.
+    kubeconfig: std::path::PathBuf,
     /// Base URL of its probes.
     pub probes_url: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Operator {
-    /// Starts `poolwatch run` for `namespace` with JSON logs; `extra` flags are appended.
+    /// Starts `poolwatch run` for `namespace` with JSON logs; `extra` flags are appended. Unless
+    /// they say otherwise (`--metrics-secure=false`, `--metrics-cert-dir`), `/metrics` is served
+    /// over HTTPS with [`metrics_reader::test_cert_dir`]'s certificate.
     pub fn start(namespace: &str, extra: &[&str]) -> Self {
         Self::start_on(
             &control_plane().kubeconfig,
@@ -81,6 +90,13 @@ impl Operator {
             .chain(["--log-format", "json", "--log-level", log_level])
             .map(str::to_owned)
             .collect();
+        if !flags
+            .iter()
+            .any(|f| f.starts_with("--metrics-secure") || f.starts_with("--metrics-cert-dir"))
+        {
+            let dir = &metrics_reader::test_cert_dir().0;
+            args.push(format!("--metrics-cert-dir={}", dir.display()));
+        }
         args.extend(flags.iter().map(|f| (*f).to_owned()));
         let env: Vec<(String, String)> = env
             .iter()
@@ -122,9 +138,12 @@ impl Operator {
                 }
             });
         }
+        let metrics_trust = metrics_trust(args);
         Self {
             child: Some(child),
-            metrics_url: format!("http://{metrics}/metrics"),
+            metrics_url: format!("{}://{metrics}/metrics", metrics_trust.scheme()),
+            metrics_trust,
+            kubeconfig: kubeconfig.to_path_buf(),
             probes_url: format!("http://{probes}"),
             logs,
         }
@@ -202,14 +221,53 @@ impl Operator {
         }
     }
 
-    /// The metrics page.
+    /// The metrics page, read as a reader bound to the chart's metrics-reader ClusterRole.
     pub async fn metrics(&self) -> String {
-        reqwest::get(&self.metrics_url)
-            .await
-            .expect("the metrics endpoint answers")
-            .text()
-            .await
-            .expect("metrics text")
+        match self.read_metrics().await {
+            Ok((200, page)) => page,
+            Ok((code, body)) => panic!("the metrics endpoint answered {code}: {body}"),
+            Err(e) => panic!("the metrics endpoint does not answer: {e}"),
+        }
+    }
+
+    /// `GET` of the metrics page as the chart's reader: its status code and body, or why nothing
+    /// answered. The first call on a control plane sets the reader up (kubectl, blocking).
+    pub async fn read_metrics(&self) -> Result<(u16, String), String> {
+        let token = metrics_reader::reader_token(&self.kubeconfig);
+        self.read_metrics_as(Some(&token)).await
+    }
+
+    /// `GET` of the metrics page with `token` (`None`: anonymous).
+    pub async fn read_metrics_as(&self, token: Option<&str>) -> Result<(u16, String), String> {
+        metrics_reader::get(&self.metrics_trust, &self.metrics_url, token).await
+    }
+}
+
+/// How the metrics certificate of an operator started with `args` is trusted: plain HTTP with
+/// `--metrics-secure=false`, the test CA with the test certificate directory, else (the chart's
+/// default) its self-signed certificate.
+fn metrics_trust(args: &[String]) -> Trust {
+    // The last value of `flag`, as clap takes it.
+    let value = |flag: &str| {
+        args.iter()
+            .enumerate()
+            .filter_map(|(i, arg)| {
+                let rest = arg.strip_prefix(flag)?;
+                match rest.strip_prefix('=') {
+                    Some(value) => Some(value.to_owned()),
+                    None if rest.is_empty() => Some(args.get(i + 1).cloned().unwrap_or_default()),
+                    None => None,
+                }
+            })
+            .next_back()
+    };
+    let (test_dir, test_ca) = metrics_reader::test_cert_dir();
+    if value("--metrics-secure").as_deref() == Some("false") {
+        Trust::Plain
+    } else if value("--metrics-cert-dir").is_some_and(|dir| Path::new(&dir) == test_dir) {
+        Trust::Ca(test_ca.clone())
+    } else {
+        Trust::SelfSigned
     }
 }
 

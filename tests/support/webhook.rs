@@ -48,7 +48,8 @@ impl StatusWriteFaults {
             .await
             .expect("bind the webhook");
         let port = listener.local_addr().expect("an address").port();
-        let listener = TlsListener::new(listener, &pki.server).expect("the webhook's TLS");
+        let config = pki.server.server_config().expect("the webhook's TLS");
+        let listener = TlsListener::new(listener, config).expect("the webhook listens");
         let plan = Arc::new(Mutex::new(Plan::default()));
         let app = Router::new()
             .route("/validate", post(review))

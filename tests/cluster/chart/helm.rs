@@ -118,6 +118,9 @@ async fn helm_installs_upgrades_and_uninstalls_the_cluster_wide_chart() {
     let cluster = [
         ("clusterrole", fullname.clone()),
         ("clusterrolebinding", fullname.clone()),
+        ("clusterrole", format!("{fullname}-metrics-auth")),
+        ("clusterrolebinding", format!("{fullname}-metrics-auth")),
+        ("clusterrole", format!("{fullname}-metrics-reader")),
     ];
     for (kind, name) in &namespaced {
         assert!(

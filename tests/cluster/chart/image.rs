@@ -220,8 +220,16 @@ async fn the_image_runs_as_the_chart_runs_it_and_stops_on_sigterm_releasing_the_
         .await;
         assert_eq!(answer.1, "ok", "{path}");
     }
-    let (code, page) = get(format!("http://{metrics}/metrics")).await;
-    assert_eq!(code, 200);
+    // The chart's default: HTTPS with a self-signed certificate, read as the chart's reader.
+    let reader = crate::support::metrics_reader::reader_token(&world.plane().kubeconfig);
+    let (code, page) = crate::support::metrics_reader::get(
+        &crate::support::metrics_reader::Trust::SelfSigned,
+        &format!("https://{metrics}/metrics"),
+        Some(&reader),
+    )
+    .await
+    .expect("the metrics endpoint answers");
+    assert_eq!(code, 200, "{page}");
     assert!(page.contains("poolwatch_leader 1"), "{page}");
     assert!(
         page.contains(r#"poolwatch_polls_total{result="success"}"#),

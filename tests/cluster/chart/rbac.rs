@@ -43,6 +43,26 @@ impl ChartIdentity {
             .cloned()
             .collect();
         rbac.iter_mut().for_each(&edit);
+        // Cluster-scoped objects get this namespace in their names: tests that render the same
+        // release in other namespaces run at the same time, and would rebind them to theirs.
+        for document in &mut rbac {
+            if document["kind"] == "ClusterRole" || document["kind"] == "ClusterRoleBinding" {
+                let name = format!(
+                    "{}-{}",
+                    document["metadata"]["name"].as_str().unwrap(),
+                    namespace.name
+                );
+                document["metadata"]["name"] = json!(name);
+            }
+            if document["roleRef"]["kind"] == "ClusterRole" {
+                let name = format!(
+                    "{}-{}",
+                    document["roleRef"]["name"].as_str().unwrap(),
+                    namespace.name
+                );
+                document["roleRef"]["name"] = json!(name);
+            }
+        }
         let list = json!({"apiVersion": "v1", "kind": "List", "items": rbac});
         let manifest = namespace
             .control_plane
@@ -120,7 +140,8 @@ impl ChartIdentity {
 /// Starts the operator as `identity` with the chart's flags (and the world's namespace watched,
 /// which the cluster-wide chart does not say), and drives it through everything it asks the API
 /// server for: leader election, status writes, Secret reads, events created and then patched as a
-/// series, a missing Secret, a deleted watch, and SIGTERM (the Lease released).
+/// series, a missing Secret, a deleted watch, a metrics reader reviewed, and SIGTERM (the Lease
+/// released).
 async fn exercise(world: &World, identity: &ChartIdentity, expect_success: bool) -> Operator {
     let flags = identity.operator_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -137,6 +158,8 @@ async fn exercise(world: &World, identity: &ChartIdentity, expect_success: bool)
             has_condition(w, "Ready", "True", "Synced")
         })
         .await;
+    // A reader's token reviewed and its access checked, as the operator's ServiceAccount.
+    operator.metrics().await;
     for round in ["first", "second"] {
         world.simulator.inject(Fault::status(500).times(1000));
         request_refresh(&world.watches, "pools", &format!("{round}-failure")).await;
@@ -235,6 +258,8 @@ async fn rbac_is_sufficient(world: &World, identity: &ChartIdentity) {
         ("create", "leases", None),
         ("get", "leases", None),
         ("patch", "leases", None),
+        ("create", "tokenreviews", None),
+        ("create", "subjectaccessreviews", None),
     ] {
         assert!(
             requests
@@ -312,7 +337,16 @@ async fn the_namespaced_chart_rbac_is_enforced_and_sufficient() {
     .await;
     let namespace = world.namespace.name.clone();
     let documents = render_watching_own_namespace(&namespace);
-    assert!(of_kind(&documents, "ClusterRole").is_empty());
+    // Cluster-wide only what no Role can grant: the reviews of /metrics readers, and the readers'
+    // role.
+    let cluster_roles: BTreeSet<&str> = of_kind(&documents, "ClusterRole")
+        .iter()
+        .map(|role| role["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_roles,
+        BTreeSet::from(["poolwatch-metrics-auth", "poolwatch-metrics-reader"])
+    );
     let identity = ChartIdentity::apply(&world.namespace, &documents, |_| {});
     rbac_is_sufficient(&world, &identity).await;
     let plane = world.plane();
@@ -437,7 +471,8 @@ async fn the_chart_grants_service_account_tokens_only_with_federation_enabled() 
 
 /// One rule of the chart taken away, and how the operator must show it.
 struct MissingRule {
-    /// The rendered Role the rule is taken from (`leader-election` or the watch Role).
+    /// The rendered Role or ClusterRole the rule is taken from (`leader-election`,
+    /// `metrics-auth` or the watch Role).
     role_suffix: &'static str,
     /// The rule's resource and verb, as rendered.
     resource: &'static str,
@@ -448,7 +483,7 @@ struct MissingRule {
     says: &'static str,
 }
 
-const MISSING_RULES: [MissingRule; 6] = [
+const MISSING_RULES: [MissingRule; 8] = [
     MissingRule {
         role_suffix: "",
         resource: "poolstatisticswatches",
@@ -491,13 +526,28 @@ const MISSING_RULES: [MissingRule; 6] = [
         refused: ("get", "leases", None),
         says: "cannot get resource",
     },
+    MissingRule {
+        role_suffix: "-metrics-auth",
+        resource: "tokenreviews",
+        verb: "create",
+        refused: ("create", "tokenreviews", None),
+        says: "poolwatch needs create on tokenreviews",
+    },
+    MissingRule {
+        role_suffix: "-metrics-auth",
+        resource: "subjectaccessreviews",
+        verb: "create",
+        refused: ("create", "subjectaccessreviews", None),
+        says: "poolwatch needs create on subjectaccessreviews",
+    },
 ];
 
 /// Removes the rule that grants `missing.verb` on `missing.resource` from the Role it is in.
 fn without(missing: &'static MissingRule, release_fullname: &str) -> impl Fn(&mut Value) + 'static {
     let role = format!("{release_fullname}{}", missing.role_suffix);
     move |document: &mut Value| {
-        if document["kind"] != "Role" || document["metadata"]["name"] != role.as_str() {
+        let is_role = document["kind"] == "Role" || document["kind"] == "ClusterRole";
+        if !is_role || document["metadata"]["name"] != role.as_str() {
             return;
         }
         let rules = document["rules"].as_array_mut().unwrap();
@@ -548,6 +598,15 @@ async fn every_rule_of_the_chart_rbac_is_needed_and_its_absence_is_reported() {
         let identity =
             ChartIdentity::apply(&world.namespace, &documents, without(missing, &fullname));
         let operator = exercise(&world, &identity, false).await;
+        if missing.role_suffix == "-metrics-auth" {
+            // A metrics reader, whose review needs the missing rule: the operator answers 500.
+            let (code, body) =
+                crate::support::operator::eventually("/metrics to answer", SOON, || async {
+                    operator.read_metrics().await.ok()
+                })
+                .await;
+            assert_eq!(code, 500, "{body}");
+        }
         let (verb, resource, subresource) = missing.refused;
         audited(
             &world,

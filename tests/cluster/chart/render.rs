@@ -1,6 +1,7 @@
 //! What the chart renders with its defaults and in every mode, checked without installing it.
 
 use super::*;
+use crate::support::rendered::RenderedContainer;
 
 // ---------------------------------------------------------------------------------------------
 // What the chart renders
@@ -122,8 +123,20 @@ fn defaults_render_a_restricted_two_replica_leader_elected_operator() {
         assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
     }
     assert!(!args.iter().any(|a| a.starts_with("--watch-namespace")));
-    assert_eq!(of_kind(&documents, "ClusterRole").len(), 1);
-    assert_eq!(of_kind(&documents, "ClusterRoleBinding").len(), 1);
+    // The operator's role, its right to review /metrics readers, and the readers' role (bound to
+    // nobody until metrics.reader.subjects names someone).
+    assert_eq!(
+        names(&documents, "ClusterRole"),
+        [
+            "poolwatch",
+            "poolwatch-metrics-auth",
+            "poolwatch-metrics-reader"
+        ]
+    );
+    assert_eq!(
+        names(&documents, "ClusterRoleBinding"),
+        ["poolwatch", "poolwatch-metrics-auth"]
+    );
     assert_eq!(
         of_kind(&documents, "Role").len(),
         1,
@@ -157,15 +170,23 @@ fn defaults_render_a_restricted_two_replica_leader_elected_operator() {
 }
 
 #[test]
-fn namespaced_mode_renders_a_role_per_namespace_and_no_cluster_role() {
+fn namespaced_mode_renders_a_role_per_namespace_and_cluster_roles_for_metrics_only() {
     let documents = render(
         "poolwatch",
         "operators",
         &["watchNamespaces={ml-team,ml-research}"],
     )
     .unwrap();
-    assert!(of_kind(&documents, "ClusterRole").is_empty());
-    assert!(of_kind(&documents, "ClusterRoleBinding").is_empty());
+    // TokenReviews, SubjectAccessReviews and non-resource URLs are cluster-scoped: no Role
+    // grants them.
+    assert_eq!(
+        names(&documents, "ClusterRole"),
+        ["poolwatch-metrics-auth", "poolwatch-metrics-reader"]
+    );
+    assert_eq!(
+        names(&documents, "ClusterRoleBinding"),
+        ["poolwatch-metrics-auth"]
+    );
     let namespaces = |kind: &str| -> BTreeSet<String> {
         of_kind(&documents, kind)
             .iter()
@@ -300,4 +321,135 @@ fn notes_say_what_to_do_next() {
             "NOTES.txt mentions {expected}:\n{output}"
         );
     }
+}
+
+/// The names of the objects of `kind`, sorted.
+fn names(documents: &[Value], kind: &str) -> Vec<String> {
+    let mut names: Vec<String> = of_kind(documents, kind)
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Secure metrics as the chart renders them: HTTPS with a self-signed certificate by default and
+/// a ServiceMonitor that sends Prometheus' token and skips verifying it; a cert-manager Secret
+/// mounted and verified against its CA; plain HTTP on request; the operator granted the reviews,
+/// the reader role bound to whom the values name.
+#[test]
+fn metrics_are_secure_by_default_and_the_service_monitor_authenticates() {
+    let rbac_rules = |documents: &[Value], name: &str| {
+        of_kind(documents, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("ClusterRole {name}"))["rules"]
+            .clone()
+    };
+    let monitor_on = ["metrics.serviceMonitor.enabled=true"];
+    let defaults = render("poolwatch", "operators", &monitor_on).unwrap();
+    let rendered = args(&defaults);
+    assert!(
+        rendered.contains(&"--metrics-secure=true".to_owned()),
+        "{rendered:?}"
+    );
+    assert!(
+        !rendered.iter().any(|a| a.starts_with("--metrics-cert-dir")),
+        "{rendered:?}"
+    );
+    assert_eq!(
+        rbac_rules(&defaults, "poolwatch-metrics-auth"),
+        json!([
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        ])
+    );
+    assert_eq!(
+        rbac_rules(&defaults, "poolwatch-metrics-reader"),
+        json!([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
+    );
+    let endpoint = &one(&defaults, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["bearerTokenFile"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    assert_eq!(endpoint["tlsConfig"], json!({"insecureSkipVerify": true}));
+
+    let with_secret = render(
+        "poolwatch",
+        "operators",
+        &[
+            monitor_on[0],
+            "metrics.certSecretName=poolwatch-metrics-cert",
+            "metrics.reader.subjects[0].kind=ServiceAccount",
+            "metrics.reader.subjects[0].name=prometheus",
+            "metrics.reader.subjects[0].namespace=monitoring",
+            "metrics.serviceMonitor.authorization.credentials.name=scraper",
+            "metrics.serviceMonitor.authorization.credentials.key=token",
+        ],
+    )
+    .unwrap();
+    let container = RenderedContainer::of(&with_secret);
+    let mounted = container
+        .mounts
+        .get("/etc/poolwatch/metrics-tls")
+        .expect("the certificate mounted");
+    assert!(
+        container
+            .args
+            .contains(&"--metrics-cert-dir=/etc/poolwatch/metrics-tls".to_owned())
+    );
+    let volume = one(&with_secret, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mounted.as_str())
+        .cloned()
+        .expect("the certificate's volume");
+    assert_eq!(volume["secret"]["secretName"], "poolwatch-metrics-cert");
+    let endpoint = &one(&with_secret, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(
+        endpoint["tlsConfig"],
+        json!({"serverName": "poolwatch-metrics.operators.svc",
+               "ca": {"secret": {"name": "poolwatch-metrics-cert", "key": "ca.crt"}}})
+    );
+    assert_eq!(
+        endpoint["authorization"],
+        json!({"credentials": {"name": "scraper", "key": "token"}})
+    );
+    assert!(endpoint["bearerTokenFile"].is_null());
+    let binding = of_kind(&with_secret, "ClusterRoleBinding")
+        .into_iter()
+        .find(|b| b["metadata"]["name"] == "poolwatch-metrics-reader")
+        .expect("the readers bound");
+    assert_eq!(binding["roleRef"]["name"], "poolwatch-metrics-reader");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}])
+    );
+
+    let plain = render(
+        "poolwatch",
+        "operators",
+        &[
+            monitor_on[0],
+            "metrics.secure=false",
+            "networkPolicy.enabled=true",
+        ],
+    )
+    .unwrap();
+    assert!(args(&plain).contains(&"--metrics-secure=false".to_owned()));
+    let endpoint = &one(&plain, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "http");
+    assert!(endpoint["tlsConfig"].is_null());
+    assert!(
+        endpoint["bearerTokenFile"].is_string(),
+        "readers are checked over HTTP too"
+    );
+    assert_eq!(
+        of_kind(&plain, "NetworkPolicy").len(),
+        1,
+        "the NetworkPolicy stays available"
+    );
 }

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::support::faults::{TestPki, scratch_dir};
+use crate::support::metrics_reader::{Trust, test_cert_dir};
 use crate::support::operator::{eventually, free_address, request_refresh, wait_for_watch};
 use crate::support::rendered::{PodContext, RenderedContainer};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -24,7 +25,11 @@ fn start_rendered(
     let pod = PodContext {
         name: &pod_name,
         namespace,
-        volumes: [("ca-bundle".to_owned(), ca_dir.to_path_buf())].into(),
+        volumes: [
+            ("ca-bundle".to_owned(), ca_dir.to_path_buf()),
+            ("metrics-tls".to_owned(), test_cert_dir().0.clone()),
+        ]
+        .into(),
     };
     let (metrics, probes) = (free_address(), free_address());
     let args = container.local_args(&pod, &metrics, &probes);
@@ -114,6 +119,9 @@ async fn the_rendered_args_and_env_of_every_chart_mode_start_the_operator() {
     })
     .await;
     assert_eq!(standby.probe("healthz").await, ok);
+    // /metrics over HTTPS with the self-signed certificate, to the chart's reader.
+    assert!(matches!(standby.metrics_trust, Trust::SelfSigned));
+    assert!(standby.metrics().await.contains("poolwatch_leader "));
     let waiting = eventually("the standby to wait for the Lease", SOON, || async {
         standby
             .logs()
@@ -150,12 +158,14 @@ async fn the_rendered_args_and_env_of_every_chart_mode_start_the_operator() {
     );
     stops_on_sigterm(leader, "namespaced").await;
 
-    // Every option set: no leader election, one namespace, a CA bundle from a volume, plain
-    // HTTP allowed, text logs, extra args (overriding a rendered flag) and extra env.
+    // Every option set: no leader election, one namespace, a CA bundle and the metrics
+    // certificate from volumes, plain HTTP allowed, text logs, extra args (overriding a rendered
+    // flag) and extra env.
     let sets = [
         &format!("watchNamespaces={{{}}}", world.namespace.name) as &str,
         "leaderElection.enabled=false",
         "operator.caBundle.configMapName=private-ca",
+        "metrics.certSecretName=metrics-cert",
         "operator.allowHttpEndpoints=true",
         "operator.logFormat=text",
         "operator.logLevel=debug",
@@ -170,6 +180,9 @@ async fn the_rendered_args_and_env_of_every_chart_mode_start_the_operator() {
         container.args
     );
     answers_refresh(&world, "pools", "everything").await;
+    // /metrics with the mounted certificate, verified against its CA.
+    assert!(matches!(everything.metrics_trust, Trust::Ca(_)));
+    assert!(everything.metrics().await.contains("poolwatch_leader 1"));
     let logs = everything.logs();
     assert!(!logs.is_empty());
     assert!(
