@@ -28,6 +28,26 @@ pub const AUDIENCE_PATTERN: &str = r"^[!-~]+$";
 /// `duration()`, so the schema and the operator parse the same strings.
 pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
+/// Longest `status.operationTime`: what the client keeps of ModelArts' (see
+/// [`crate::modelarts::bounded::OPERATION_TIME`]).
+pub const MAX_OPERATION_TIME_LENGTH: usize = crate::modelarts::bounded::OPERATION_TIME;
+/// Longest `status.projectId`: the spec's are at most 64 characters, and one resolved through
+/// IAM at most 128 (the client refuses longer ones).
+pub const MAX_PROJECT_ID_LENGTH: usize = 128;
+/// Longest `status.credentials`: `ServiceAccount/` and a 253-character name is 268.
+pub const MAX_CREDENTIALS_LENGTH: usize = 300;
+/// Longest `status.lastHandledRefreshRequest`: the operator answers the first 256 bytes of the
+/// refresh annotation (see [`refresh_request`]).
+pub const MAX_REFRESH_REQUEST_LENGTH: usize = 256;
+
+/// What the operator makes of a `poolwatch.io/refresh-requested-at` value: its first
+/// [`MAX_REFRESH_REQUEST_LENGTH`] bytes (on a character boundary), so that the status that
+/// records the request stays within its schema. Values are timestamps in practice; two longer
+/// values that differ only past that are the same request.
+pub fn refresh_request(annotation: &str) -> &str {
+    crate::modelarts::bounded::prefix(annotation, MAX_REFRESH_REQUEST_LENGTH)
+}
+
 /// Default workspace, as ModelArts itself assumes when none is given.
 pub const DEFAULT_WORKSPACE_ID: &str = "0";
 /// Default polling interval, as the schema writes it.
@@ -249,23 +269,29 @@ pub struct PoolStatisticsWatchStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pools: Option<PoolCounts>,
 
-    /// ModelArts' `operationTime` for the counts shown, exactly as the API returned it.
+    /// ModelArts' `operationTime` for the counts shown, as the API returned it; cut to 128
+    /// characters (ending in `…`) if it was longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_OPERATION_TIME_LENGTH))]
     pub operation_time: Option<String>,
 
     /// Which credentials the latest poll used: `Secret/<name>`, `ServiceAccount/<name>` or
     /// `OperatorIdentity`. Never a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_CREDENTIALS_LENGTH))]
     pub credentials: Option<String>,
 
     /// The project id actually used, given in the spec or resolved through IAM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_PROJECT_ID_LENGTH))]
     pub project_id: Option<String>,
 
     /// The value of the `poolwatch.io/refresh-requested-at` annotation that the latest poll
-    /// answered. It changes only when someone asks for a poll; scripts can wait for it, and a
-    /// new leader or a restarted operator polls at once when the annotation differs from it.
+    /// answered (its first 256 bytes). It changes only when someone asks for a poll; scripts
+    /// can wait for it, and a new leader or a restarted operator polls at once when the
+    /// annotation differs from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_REFRESH_REQUEST_LENGTH))]
     pub last_handled_refresh_request: Option<String>,
 
     /// `Ready`, `Stalled`, `Reconciling` and `PoolsHealthy`.

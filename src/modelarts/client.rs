@@ -8,14 +8,19 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::bounded;
 use super::credentials::Credentials;
 use super::endpoint::{Endpoint, EndpointError};
 use super::error::{ErrorClass, ModelArtsError, Service};
 use super::signer::{self, RequestToSign, SdkDate};
-use super::statistics::{MAX_BODY_BYTES, PoolStatistics};
+use super::statistics::{MAX_BODY_BYTES, MAX_STATISTICS_BODY_BYTES, PoolStatistics};
 
-/// Largest error body read; the rest is dropped (error bodies are small JSON objects).
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// Largest error body read; a longer one is dropped, and with it the body's code and message,
+/// but not the status. Error bodies are small JSON objects: the longest, the gateway's signature
+/// refusal quoting the canonical request with its security token, is a few KiB. Every error
+/// answer is read up to it, retries included, so the limit is what an endpoint that answers
+/// with megabytes makes the operator hold per call in flight.
+const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
 
 /// Which API an upstream request called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -240,6 +245,8 @@ pub(crate) struct Call<'a> {
     /// A JSON body (sent with `Content-Type: application/json;charset=UTF-8`), or empty.
     pub(crate) body: Vec<u8>,
     pub(crate) auth: Auth<'a>,
+    /// The largest successful answer read; a longer one is refused without being read whole.
+    pub(crate) max_answer_bytes: usize,
 }
 
 impl<'a> Call<'a> {
@@ -260,6 +267,7 @@ impl<'a> Call<'a> {
             headers: Vec::new(),
             body: Vec::new(),
             auth: Auth::Signed(credentials),
+            max_answer_bytes: MAX_BODY_BYTES,
         }
     }
 
@@ -284,6 +292,7 @@ impl<'a> Call<'a> {
                 secrets,
                 plain_http_expected,
             },
+            max_answer_bytes: MAX_BODY_BYTES,
         }
     }
 }
@@ -393,6 +402,7 @@ impl ModelArtsClient {
             let call = Call {
                 query: vec![("workspaceId", workspace_id)],
                 headers: vec![("X-Project-Id", project_id)],
+                max_answer_bytes: MAX_STATISTICS_BODY_BYTES,
                 ..Call::signed_get(
                     (Service::ModelArts, Operation::PoolStatistics),
                     endpoint,
@@ -486,7 +496,7 @@ impl ModelArtsClient {
                     format!(
                         "IAM lists {} projects named {region:?} ({}): set the project id explicitly",
                         several.len(),
-                        several.join(", ")
+                        listed_ids(several)
                     ),
                 )
                 .with_status(status)
@@ -664,7 +674,7 @@ impl ModelArtsClient {
             let status = response.status().as_u16();
             let request_id = header_text(response.headers(), "x-request-id");
             if (200..300).contains(&status) {
-                let body = read_body(&mut response, MAX_BODY_BYTES, true)
+                let body = read_body(&mut response, call.max_answer_bytes)
                     .await
                     .map_err(|e| {
                         e.into_error(service, &authority, timeout)
@@ -693,8 +703,9 @@ impl ModelArtsClient {
             }
             let retry_after = header_text(response.headers(), "retry-after")
                 .and_then(|v| parse_retry_after(&v, config.clock.now()));
-            // A broken error body still leaves a useful status: read what we can.
-            let body = read_body(&mut response, MAX_ERROR_BODY_BYTES, false)
+            // A broken or too long error body still leaves a useful status. A too long one is
+            // not read at all: cut, it would not parse as JSON anyway.
+            let body = read_body(&mut response, MAX_ERROR_BODY_BYTES)
                 .await
                 .unwrap_or_default();
             let (code, msg) = error_fields(&body);
@@ -724,22 +735,29 @@ impl ModelArtsClient {
 
 /// Why a body could not be read.
 enum BodyError {
-    TooLarge(Option<u64>),
-    Broken { read: usize, error: reqwest::Error },
+    /// Longer than `limit`: `declared` so by `Content-Length`, or found so while reading.
+    TooLarge {
+        limit: usize,
+        declared: Option<u64>,
+    },
+    Broken {
+        read: usize,
+        error: reqwest::Error,
+    },
 }
 
 impl BodyError {
     fn into_error(self, service: Service, authority: &str, timeout: Duration) -> ModelArtsError {
         match self {
-            BodyError::TooLarge(declared) => ModelArtsError::new(
+            BodyError::TooLarge { limit, declared } => ModelArtsError::new(
                 ErrorClass::InvalidResponse,
                 service,
                 match declared {
                     Some(n) => format!(
-                        "{authority} sent a {n}-byte body, more than the {MAX_BODY_BYTES}-byte limit"
+                        "{authority} sent a {n}-byte body, more than the {limit}-byte limit"
                     ),
                     None => format!(
-                        "{authority} sent a body larger than the {MAX_BODY_BYTES}-byte limit; stopped reading"
+                        "{authority} sent a body larger than the {limit}-byte limit; stopped reading"
                     ),
                 },
             ),
@@ -758,29 +776,26 @@ impl BodyError {
     }
 }
 
-/// Reads at most `cap` bytes. With `strict`, a longer body is an error; without, it is cut.
-async fn read_body(
-    response: &mut reqwest::Response,
-    cap: usize,
-    strict: bool,
-) -> Result<Vec<u8>, BodyError> {
+/// Reads the body, unless it is longer than `cap` bytes: then stops, at once when its
+/// `Content-Length` says so.
+async fn read_body(response: &mut reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
     if let Some(declared) = response.content_length()
         && declared > cap as u64
-        && strict
     {
-        return Err(BodyError::TooLarge(Some(declared)));
+        return Err(BodyError::TooLarge {
+            limit: cap,
+            declared: Some(declared),
+        });
     }
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > cap {
-                    if strict {
-                        return Err(BodyError::TooLarge(None));
-                    }
-                    let room = cap - body.len();
-                    body.extend_from_slice(&chunk[..room]);
-                    return Ok(body);
+                    return Err(BodyError::TooLarge {
+                        limit: cap,
+                        declared: None,
+                    });
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -854,14 +869,18 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `scheme://host[:port]` of a redirect target, without its path or query.
+/// `scheme://host[:port]` of a redirect target, without its path or query, cut to
+/// [`bounded::QUOTE`] bytes.
 fn redirect_target(location: &str) -> String {
     match url::Url::parse(location) {
-        Ok(url) => format!(
-            "{}://{}{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        Ok(url) => bounded::cut_owned(
+            format!(
+                "{}://{}{}",
+                url.scheme(),
+                url.host_str().unwrap_or(""),
+                url.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            bounded::QUOTE,
         ),
         Err(_) => "another path on the same host".to_owned(),
     }
@@ -883,7 +902,9 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 
 /// `error_code` and `error_msg` from an error body, in any of the forms the SDK accepts:
 /// `error_code/error_msg`, `errorCode/errorMsg`, `code/message`, or IAM's
-/// `{"error": {"code": 401, "message": "…"}}`.
+/// `{"error": {"code": 401, "message": "…"}}`. Whole, for the secrets to be scrubbed from:
+/// [`ModelArtsError::from_status`] cuts them, after the scrub, so that a cut can never leave
+/// part of a secret where the scrub no longer recognises it.
 pub(crate) fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return (None, None);
@@ -923,6 +944,23 @@ fn project_ids_named(body: &[u8], region: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// How many of the project ids of an ambiguous answer a message lists.
+const LISTED_IDS: usize = 5;
+
+/// The first [`LISTED_IDS`] ids, each cut to [`bounded::QUOTE`] bytes, and how many more there
+/// are: IAM's list is an answer, of any length.
+fn listed_ids(ids: &[String]) -> String {
+    let mut listed: Vec<String> = ids
+        .iter()
+        .take(LISTED_IDS)
+        .map(|id| bounded::cut(id, bounded::QUOTE).into_owned())
+        .collect();
+    if ids.len() > LISTED_IDS {
+        listed.push(format!("and {} more", ids.len() - LISTED_IDS));
+    }
+    listed.join(", ")
+}
+
 /// Project ids go into the URL path: only `A-Z a-z 0-9 - _` are accepted.
 fn check_path_id(service: Service, what: &str, id: &str) -> Result<(), ModelArtsError> {
     let ok = !id.is_empty()
@@ -937,7 +975,8 @@ fn check_path_id(service: Service, what: &str, id: &str) -> Result<(), ModelArts
             ErrorClass::InvalidArgument,
             service,
             format!(
-                "the {what} {id:?} is not a project id: use the 32-character id shown under My Credentials > API Credentials in the Huawei Cloud console (letters, digits, - and _ only)"
+                "the {what} {:?} is not a project id: use the 32-character id shown under My Credentials > API Credentials in the Huawei Cloud console (letters, digits, - and _ only)",
+                bounded::cut(id, bounded::QUOTE)
             ),
         ))
     }

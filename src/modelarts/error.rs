@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::bounded;
+
 /// Which Huawei Cloud service a call went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -158,7 +160,9 @@ impl fmt::Display for ErrorClass {
 
 /// A failed ModelArts or IAM call. Carries what the service said (HTTP status, `error_code`,
 /// `error_msg`, `X-Request-Id`) and never a secret: the message is scrubbed of the secret key
-/// and the security token before it is stored.
+/// and the security token before it is stored. Every string in it is cut to its limit in
+/// [`bounded`] when it is set, so an error, and so its `Display`, stays a few KiB at most
+/// whatever the service sent.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ModelArtsError {
     // Boxed: results stay small on the happy path.
@@ -178,16 +182,13 @@ struct Details {
     attempts: u32,
 }
 
-/// Longest `error_msg` kept; longer ones are cut (the gateway's can hold a whole canonical request).
-const MAX_MESSAGE_CHARS: usize = 1024;
-
 impl ModelArtsError {
     /// An error with no HTTP answer behind it (network, timeout, bad argument, bad response).
     pub(crate) fn new(class: ErrorClass, service: Service, summary: impl Into<String>) -> Self {
         Self::from_details(Details {
             class,
             service,
-            summary: summary.into(),
+            summary: bounded::cut_owned(summary.into(), bounded::SUMMARY),
             status: None,
             error_code: None,
             error_msg: None,
@@ -203,7 +204,8 @@ impl ModelArtsError {
         }
     }
 
-    /// Classifies an HTTP error answer. `error_msg` must already be scrubbed of secrets.
+    /// Classifies an HTTP error answer. `error_code` and `error_msg` must already be scrubbed
+    /// of secrets; they are cut here, with the request id, before anything reads them.
     pub(crate) fn from_status(
         service: Service,
         host: &str,
@@ -213,6 +215,8 @@ impl ModelArtsError {
         request_id: Option<String>,
         retry_after: Option<Duration>,
     ) -> Self {
+        let error_code = error_code.map(|c| bounded::cut_owned(c, bounded::ERROR_CODE));
+        let error_msg = error_msg.map(|m| bounded::cut_owned(m, bounded::ERROR_MESSAGE));
         let class = classify(status, error_code.as_deref(), error_msg.as_deref());
         let summary = match class {
             ErrorClass::AuthenticationFailed => {
@@ -252,11 +256,11 @@ impl ModelArtsError {
         Self::from_details(Details {
             class,
             service,
-            summary,
+            summary: bounded::cut_owned(summary, bounded::SUMMARY),
             status: Some(status),
-            error_msg: error_msg.map(|m| truncate(&m, MAX_MESSAGE_CHARS)),
+            error_msg,
             error_code,
-            request_id,
+            request_id: request_id.map(|id| bounded::cut_owned(id, bounded::REQUEST_ID)),
             retry_after,
             attempts: 1,
         })
@@ -266,7 +270,7 @@ impl ModelArtsError {
     /// an identity token reads IAM's statuses differently from a project lookup.
     pub(crate) fn reclassified(mut self, class: ErrorClass, summary: impl Into<String>) -> Self {
         self.inner.class = class;
-        self.inner.summary = summary.into();
+        self.inner.summary = bounded::cut_owned(summary.into(), bounded::SUMMARY);
         self
     }
 
@@ -276,7 +280,7 @@ impl ModelArtsError {
     }
 
     pub(crate) fn with_request_id(mut self, request_id: Option<String>) -> Self {
-        self.inner.request_id = request_id;
+        self.inner.request_id = request_id.map(|id| bounded::cut_owned(id, bounded::REQUEST_ID));
         self
     }
 
@@ -310,17 +314,19 @@ impl ModelArtsError {
         self.inner.status
     }
 
-    /// Huawei's `error_code` (e.g. `APIGW.0301`), when the body had one.
+    /// Huawei's `error_code` (e.g. `APIGW.0301`), when the body had one, cut to
+    /// [`bounded::ERROR_CODE`] bytes.
     pub fn error_code(&self) -> Option<&str> {
         self.inner.error_code.as_deref()
     }
 
-    /// Huawei's `error_msg`, scrubbed of secrets and cut to a sane length.
+    /// Huawei's `error_msg`, scrubbed of secrets and cut to [`bounded::ERROR_MESSAGE`] bytes.
     pub fn error_msg(&self) -> Option<&str> {
         self.inner.error_msg.as_deref()
     }
 
-    /// The `X-Request-Id` response header, for Huawei support.
+    /// The `X-Request-Id` response header, for Huawei support, cut to [`bounded::REQUEST_ID`]
+    /// bytes.
     pub fn request_id(&self) -> Option<&str> {
         self.inner.request_id.as_deref()
     }
@@ -365,13 +371,6 @@ impl fmt::Debug for ModelArtsError {
 }
 
 impl std::error::Error for ModelArtsError {}
-
-fn truncate(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
-    }
-}
 
 fn code_is(code: Option<&str>, suffix: &str) -> bool {
     code.is_some_and(|c| {
@@ -564,16 +563,51 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_cut() {
+    fn every_string_of_an_answer_is_cut_and_so_is_the_display() {
+        let huge = "€".repeat(1 << 20);
         let err = ModelArtsError::from_status(
             Service::Iam,
-            "h",
+            &"h".repeat(5000),
             500,
-            None,
-            Some("x".repeat(5000)),
-            None,
+            Some(huge.clone()),
+            Some(huge.clone()),
+            Some(huge.clone()),
             None,
         );
-        assert!(err.error_msg().map_or(0, |m| m.chars().count()) <= MAX_MESSAGE_CHARS + 1);
+        assert!(
+            err.error_code()
+                .is_some_and(|c| c.len() <= bounded::ERROR_CODE)
+        );
+        assert!(
+            err.error_msg()
+                .is_some_and(|m| m.len() <= bounded::ERROR_MESSAGE)
+        );
+        assert!(
+            err.request_id()
+                .is_some_and(|id| id.len() <= bounded::REQUEST_ID)
+        );
+        assert!(
+            err.error_msg()
+                .is_some_and(|m| m.ends_with(bounded::MARKER))
+        );
+        let err = err.with_request_id(Some(huge.clone()));
+        assert!(
+            err.request_id()
+                .is_some_and(|id| id.len() <= bounded::REQUEST_ID)
+        );
+        let longest = bounded::SUMMARY
+            + bounded::ERROR_CODE
+            + bounded::ERROR_MESSAGE
+            + bounded::REQUEST_ID
+            + 64;
+        assert!(
+            err.to_string().len() <= longest,
+            "{}",
+            err.to_string().len()
+        );
+        let err = ModelArtsError::new(ErrorClass::Network, Service::ModelArts, huge.clone());
+        assert!(err.to_string().len() <= bounded::SUMMARY);
+        let err = err.reclassified(ErrorClass::Timeout, huge);
+        assert!(err.to_string().len() <= bounded::SUMMARY);
     }
 }

@@ -43,6 +43,12 @@ const METADATA_TOKEN_TTL: Duration = Duration::from_secs(6 * 3600);
 const METADATA_TOKENLESS_RECHECK: Duration = Duration::from_secs(24 * 3600);
 /// Longest identity-provider id sent as `X-Idp-Id`.
 const MAX_IDP_ID_CHARS: usize = 64;
+/// Longest IAM token taken from `X-Subject-Token` (Huawei's are a few KiB). A secret cannot be
+/// cut: a longer one is refused.
+const MAX_IAM_TOKEN_BYTES: usize = 64 << 10;
+/// Longest metadata session token kept (the service's are tens of bytes); a longer one is
+/// refused, as it would be kept for hours.
+const MAX_METADATA_TOKEN_BYTES: usize = 8 << 10;
 
 /// One exchange of an identity token for temporary keys through an IAM identity provider.
 #[derive(Clone, Copy)]
@@ -185,7 +191,9 @@ impl ModelArtsClient {
             ModelArtsError::new(
                 ErrorClass::InvalidResponse,
                 Service::Iam,
-                format!("IAM at {host} accepted the identity token but sent no X-Subject-Token"),
+                format!(
+                    "IAM at {host} accepted the identity token but sent no usable X-Subject-Token (none, or longer than {MAX_IAM_TOKEN_BYTES} bytes)"
+                ),
             )
             .with_status(answer.status)
             .with_request_id(answer.request_id.clone())
@@ -312,12 +320,15 @@ impl ModelArtsClient {
             Ok(answer) => {
                 let text = String::from_utf8(answer.body).unwrap_or_default();
                 let text = text.trim();
-                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
+                if text.is_empty()
+                    || text.len() > MAX_METADATA_TOKEN_BYTES
+                    || !text.bytes().all(|b| b.is_ascii_graphic())
+                {
                     return Err(ModelArtsError::new(
                         ErrorClass::InvalidResponse,
                         Service::Metadata,
                         format!(
-                            "the ECS metadata service at {} sent an unusable session token",
+                            "the ECS metadata service at {} sent an unusable session token (empty, longer than {MAX_METADATA_TOKEN_BYTES} bytes, or not printable ASCII)",
                             endpoint.authority()
                         ),
                     ));
@@ -412,14 +423,15 @@ fn reclassify(
     }
 }
 
-/// IAM's token from the `X-Subject-Token` header.
+/// IAM's token from the `X-Subject-Token` header, unless empty or longer than
+/// [`MAX_IAM_TOKEN_BYTES`].
 fn subject_token(answer: &Answer) -> Option<SecretString> {
     answer
         .headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && t.len() <= MAX_IAM_TOKEN_BYTES)
         .map(|t| SecretString::from(t.to_owned()))
 }
 

@@ -6,6 +6,7 @@
 //! [`ModelArtsClient::pool_statistics`]; every failure comes back as a [`ModelArtsError`] whose
 //! [`ErrorClass`] drives condition reasons, metric labels and the retry policy.
 
+pub mod bounded;
 pub mod client;
 pub mod credentials;
 pub mod endpoint;
@@ -22,5 +23,5 @@ pub use credentials::Credentials;
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ErrorClass, ModelArtsError, Service};
 pub use keyless::{IdTokenExchange, MetadataSession, ServiceUrl};
-pub use statistics::{MAX_BODY_BYTES, PoolStatistics};
+pub use statistics::{MAX_BODY_BYTES, MAX_STATISTICS_BODY_BYTES, PoolStatistics};
 pub use temporary::TemporaryCredentials;

@@ -3,14 +3,24 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// The largest response body the client reads (1 MiB); the statistics answer is under 1 KiB.
+use super::bounded;
+
+/// The largest response body the client reads (1 MiB): IAM's project lists and credential
+/// answers (a security token alone may be tens of KiB).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// The largest statistics answer the client reads (16 KiB). The answer is about 200 bytes;
+/// the limit leaves room for fields ModelArts may add, and bounds what an endpoint that answers
+/// with megabytes makes the operator hold per call in flight: with 64 KiB here and for error
+/// bodies, each watch of the attack test (`tests/cluster/bounded.rs`) raised the operator's
+/// peak memory by about 40 KiB; with 16 KiB, by about 12 KiB.
+pub const MAX_STATISTICS_BODY_BYTES: usize = 16 << 10;
 
 /// Resource-pool counts by state, as ModelArts reported them.
 ///
 /// Every count is optional: the published SDK model lacks `deleting`, and a future API may drop
 /// or add states. `operation_time` is kept as the API sent it (Go's `time.String()` format,
-/// e.g. `2025-03-27 11:48:55.446172146 +0000 UTC`), not reparsed.
+/// e.g. `2025-03-27 11:48:55.446172146 +0000 UTC`), not reparsed, and cut to
+/// [`bounded::OPERATION_TIME`] bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatistics {
@@ -29,7 +39,7 @@ pub struct PoolStatistics {
     /// Pools being deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleting: Option<i64>,
-    /// When ModelArts computed the counts, verbatim.
+    /// When ModelArts computed the counts, verbatim up to [`bounded::OPERATION_TIME`] bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation_time: Option<String>,
 }
@@ -44,15 +54,20 @@ impl PoolStatistics {
     ///
     /// Unknown keys are ignored; a missing `status` object or count is `None`; a count that is
     /// not an integer, a missing `statistics` object, or a body that is not JSON is an error.
+    /// An error quotes at most [`bounded::QUOTE`] bytes of the body.
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
-        if body.len() > MAX_BODY_BYTES {
+        if body.len() > MAX_STATISTICS_BODY_BYTES {
             return Err(ParseError(format!(
-                "the body is {} bytes, more than the {MAX_BODY_BYTES}-byte limit",
+                "the body is {} bytes, more than the {MAX_STATISTICS_BODY_BYTES}-byte limit",
                 body.len()
             )));
         }
         let value: Value = serde_json::from_slice(body).map_err(|e| {
-            if e.is_eof() {
+            // serde_json's syntax errors name a position, not the input; cut anyway, as they
+            // are the parser's words about a tenant's bytes.
+            let eof = e.is_eof();
+            let e = bounded::cut_owned(e.to_string(), bounded::QUOTE);
+            if eof {
                 ParseError(format!(
                     "the body is truncated JSON ({} bytes): {e}",
                     body.len()
@@ -91,22 +106,31 @@ impl PoolStatistics {
                 None | Some(Value::Null) => Ok(None),
                 // A negative count is a wrong answer: the status schema refuses it, so taking
                 // it would leave a status that can never be written.
-                Some(Value::Number(n)) => {
+                Some(number @ Value::Number(n)) => {
                     n.as_i64().filter(|c| *c >= 0).map(Some).ok_or_else(|| {
                         ParseError(format!(
-                            "`statistics.status.{name}` is {n}, not an integer of 0 or more"
+                            "`statistics.status.{name}` is {}, not an integer of 0 or more",
+                            quote(number)
                         ))
                     })
                 }
                 Some(other) => Err(ParseError(format!(
-                    "`statistics.status.{name}` is {other}, not an integer"
+                    "`statistics.status.{name}` is {}, not an integer",
+                    quote(other)
                 ))),
             }
         };
+        // An over-long time is cut, not refused: the counts are what the watch is for, and a
+        // longer time than Go's format says nothing against them. Refusing would turn a
+        // harmless change of format into a watch that never updates; cut, the status still
+        // shows when ModelArts computed the counts, and no answer can make it hold more.
         let operation_time = match object.get("operationTime") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
+            Some(Value::String(s)) => Some(bounded::cut(s, bounded::OPERATION_TIME).into_owned()),
+            Some(other) => Some(bounded::cut_owned(
+                other.to_string(),
+                bounded::OPERATION_TIME,
+            )),
         };
         Ok(Self {
             creating: count("creating")?,
@@ -117,6 +141,11 @@ impl PoolStatistics {
             operation_time,
         })
     }
+}
+
+/// A JSON value as it would be quoted in a message: its text, cut to [`bounded::QUOTE`] bytes.
+fn quote(value: &Value) -> String {
+    bounded::cut_owned(value.to_string(), bounded::QUOTE)
 }
 
 #[cfg(test)]
@@ -196,6 +225,66 @@ mod tests {
         let body = vec![b' '; MAX_BODY_BYTES + 1];
         let err = PoolStatistics::parse(&body);
         assert!(matches!(err, Err(ParseError(m)) if m.contains("limit")));
+    }
+
+    #[test]
+    fn a_long_operation_time_is_cut_and_the_counts_kept() {
+        let time = format!(
+            "2025-03-27 11:48:55.446172146 +0000 UTC{}",
+            "é".repeat(6_000)
+        );
+        let body =
+            serde_json::json!({"statistics": {"status": {"created": 9}}, "operationTime": time});
+        let stats = PoolStatistics::parse(body.to_string().as_bytes());
+        let stats = stats.unwrap_or_default();
+        assert_eq!(stats.created, Some(9));
+        let kept = stats.operation_time.unwrap_or_default();
+        assert!(
+            kept.len() <= bounded::OPERATION_TIME,
+            "{} bytes",
+            kept.len()
+        );
+        assert!(kept.starts_with("2025-03-27 11:48:55.446172146 +0000 UTC") && kept.ends_with('…'));
+        // Not a string: its JSON text, cut as well.
+        let body = serde_json::json!({"statistics": {}, "operationTime": [time]});
+        let kept = PoolStatistics::parse(body.to_string().as_bytes())
+            .unwrap_or_default()
+            .operation_time
+            .unwrap_or_default();
+        assert!(
+            kept.len() <= bounded::OPERATION_TIME,
+            "{} bytes",
+            kept.len()
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_a_whole_value() {
+        let long = "x".repeat(10_000);
+        let bodies = [
+            format!(r#"{{"statistics":{{"status":{{"created":"{long}"}}}}}}"#),
+            format!(r#"{{"statistics":{{"status":{{"created":["{long}"]}}}}}}"#),
+            format!(
+                r#"{{"statistics":{{"status":{{"created":{}1.5}}}}}}"#,
+                "9".repeat(300)
+            ),
+            // Syntax errors: serde_json names a position, never the input.
+            format!(r#"{{"statistics":{{"status":{{"created":"{long}\q"}}}}}}"#),
+            format!(r#"{{"statistics":"{long}"#),
+        ];
+        for body in bodies {
+            let message = PoolStatistics::parse(body.as_bytes())
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default();
+            assert!(!message.is_empty(), "parsed");
+            assert!(!message.contains("limit"), "refused unread: {message}");
+            assert!(
+                message.len() <= 100 + bounded::QUOTE,
+                "{} bytes: {message}",
+                message.len()
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
+use super::bounded;
 use super::credentials::Credentials;
 
 /// Renew temporary credentials when less than this is left before they expire, as Huawei's SDKs
@@ -58,8 +59,12 @@ pub fn parse_credential_answer(
     body: &[u8],
     now: Timestamp,
 ) -> Result<TemporaryCredentials, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON ({e})"))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the answer is not JSON ({})",
+            bounded::cut(&e.to_string(), bounded::QUOTE)
+        )
+    })?;
     let Value::Object(root) = value else {
         return Err("the answer is not a JSON object".to_owned());
     };

@@ -313,16 +313,10 @@ impl KeylessCredentials {
     }
 }
 
-/// The longest part of the API server's message a refusal quotes.
-const API_SERVER_MESSAGE_CHARS: usize = 300;
-
-/// The API server's message, shortened: it says which rule refused (RBAC, or the admission
-/// policy and what to change), and is never a secret.
+/// The API server's message, cut to the length of an upstream error message: it says which
+/// rule refused (RBAC, or the admission policy and what to change), and is never a secret.
 fn api_server_said(message: &str) -> String {
-    match message.char_indices().nth(API_SERVER_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &message[..cut]),
-        None => message.to_owned(),
-    }
+    crate::modelarts::bounded::cut(message, crate::modelarts::bounded::ERROR_MESSAGE).into_owned()
 }
 
 /// The Pod Identity token, read afresh: the kubelet rotates the file.

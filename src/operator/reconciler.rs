@@ -33,8 +33,8 @@ pub const REFRESH_ANNOTATION: &str = "poolwatch.io/refresh-requested-at";
 /// How often a watch stalled on its credentials re-reads its Secret to notice a fix. A Secret
 /// read is a cheap Kubernetes call; the upstream call is made only once the Secret changed.
 pub const SECRET_RECHECK: Duration = Duration::from_secs(15);
-/// Longest condition message: the gateway's messages can be long.
-const MAX_MESSAGE_CHARS: usize = 512;
+/// Longest condition message, in bytes (so in characters too): the gateway's messages can be long.
+const MAX_MESSAGE_BYTES: usize = 512;
 /// How long a new generation's poll may take before the generation is shown as Reconciling:
 /// an answer within it is shown in the same write, so a new watch costs one status write.
 pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(1);
@@ -132,7 +132,7 @@ impl<'a> WatchReconciler<'a> {
             refresh_token: watch
                 .annotations()
                 .get(REFRESH_ANNOTATION)
-                .map(String::as_str),
+                .map(|value| crate::api::refresh_request(value)),
             suspended: watch.spec.suspend,
         };
         let target = WatchTarget::from_spec(&watch.spec, &ctx.settings.endpoints);
@@ -553,10 +553,7 @@ fn counts_of(statistics: &PoolStatistics) -> PoolCounts {
 }
 
 fn shorten(message: &str) -> String {
-    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &message[..cut]),
-        None => message.to_owned(),
-    }
+    crate::modelarts::bounded::cut(message, MAX_MESSAGE_BYTES).into_owned()
 }
 
 #[cfg(test)]

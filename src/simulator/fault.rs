@@ -1,4 +1,5 @@
-//! Faults the simulator injects on request: error answers, latency, hangs and broken bodies.
+//! Faults the simulator injects on request: error answers, latency, hangs, broken bodies and
+//! answers whose strings are far longer than Huawei's.
 
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,51 @@ pub enum FaultKind {
         /// The `Location` header.
         location: String,
     },
+    /// Answer as usual, but with an `operationTime` of `bytes` bytes (the usual time, then
+    /// [`long_text`]'s filler) and an `X-Request-Id` of [`LONG_REQUEST_ID_BYTES`]: what an
+    /// endpoint that means harm to the operator's memory sends. Only a 200 statistics answer
+    /// has an `operationTime`; other answers are left as they are.
+    LongOperationTime {
+        /// The length of `operationTime` in bytes of UTF-8.
+        bytes: u64,
+    },
+    /// Answer with this status and an error body whose `error_code` and `error_msg` (Huawei's
+    /// usual ones for the status, then [`long_text`]'s filler) are this long, and an
+    /// `X-Request-Id` of [`LONG_REQUEST_ID_BYTES`].
+    LongError {
+        /// The HTTP status.
+        status: u16,
+        /// The length of `error_code` in bytes of UTF-8.
+        code_bytes: u64,
+        /// The length of `error_msg` in bytes of UTF-8.
+        msg_bytes: u64,
+    },
+}
+
+/// The length of the `X-Request-Id` of the long-string faults: far past Huawei's 32 hex digits,
+/// and within the header sizes HTTP clients accept (a longer header would be refused before
+/// any string of it is read).
+pub const LONG_REQUEST_ID_BYTES: usize = 4096;
+
+/// `start`, then characters of one to four bytes (`aé€𝄞`, so that a cut at any byte can fall
+/// inside a character), to `bytes` bytes of UTF-8 or the last whole character before.
+pub fn long_text(start: &str, bytes: usize) -> String {
+    let mut text = String::with_capacity(bytes);
+    for c in start.chars().chain("aé€𝄞".chars().cycle()) {
+        if text.len() + c.len_utf8() > bytes {
+            break;
+        }
+        text.push(c);
+    }
+    text
+}
+
+/// `request_id`, then `x` to [`LONG_REQUEST_ID_BYTES`] (a header value must be ASCII).
+pub(crate) fn long_request_id(request_id: &str) -> String {
+    let mut id = format!("{request_id}-");
+    let pad = LONG_REQUEST_ID_BYTES.saturating_sub(id.len());
+    id.extend(std::iter::repeat_n('x', pad));
+    id
 }
 
 /// A fault and the requests it applies to. Unset scopes match everything; `times` limits it to
@@ -259,6 +305,46 @@ mod tests {
             Some(Fault::new(FaultKind::Oversized { bytes: 2_097_152 }).on(Api::Statistics))
         );
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"explode"}"#).is_err());
+        let fault: Result<Fault, _> = serde_json::from_str(
+            r#"{"kind":"longError","status":500,"codeBytes":1000000,"msgBytes":10,"api":"statistics"}"#,
+        );
+        assert_eq!(
+            fault.ok(),
+            Some(
+                Fault::new(FaultKind::LongError {
+                    status: 500,
+                    code_bytes: 1_000_000,
+                    msg_bytes: 10,
+                })
+                .on(Api::Statistics)
+            )
+        );
+        let fault: Result<Fault, _> =
+            serde_json::from_str(r#"{"kind":"longOperationTime","bytes":1000000}"#);
+        assert_eq!(
+            fault.ok(),
+            Some(Fault::new(FaultKind::LongOperationTime {
+                bytes: 1_000_000
+            }))
+        );
+    }
+
+    #[test]
+    fn long_texts_have_the_length_asked_and_multi_byte_characters() {
+        for bytes in [0, 3, 40, 41, 42, 43, 1000, 1_000_000] {
+            let text = long_text("2025-03-27 11:48:55.446172146 +0000 UTC", bytes);
+            // The last whole character that fits: at most 3 bytes short.
+            assert!(
+                text.len() <= bytes && text.len() + 3 >= bytes,
+                "{bytes}: {}",
+                text.len()
+            );
+            assert!(text.starts_with("2025") || bytes < 4, "{bytes}");
+        }
+        assert!(long_text("", 100).contains('𝄞'));
+        let id = long_request_id("abc");
+        assert_eq!(id.len(), LONG_REQUEST_ID_BYTES);
+        assert!(id.starts_with("abc-") && id.is_ascii());
     }
 
     #[test]

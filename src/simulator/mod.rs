@@ -36,7 +36,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use crate::https::TlsListener;
-pub use fault::{Api, Fault, FaultKind};
+pub use fault::{Api, Fault, FaultKind, LONG_REQUEST_ID_BYTES, long_text};
 pub use setup::{
     DEMO_ACCESS_KEY_ID, DEMO_PROJECT_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY, FederationRule,
     IdentityProviderConfig, KeyConfig, MetadataConfig, PodIdentityConfig, ProjectConfig,

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde_json::{Value, json};
 
-use super::fault::{Api, Fault, FaultKind, default_error};
+use super::fault::{Api, Fault, FaultKind, default_error, long_request_id, long_text};
 use super::keyless;
 use super::setup::SimulatedCounts;
 use super::state::{Lookup, RequestFilter, RequestKey, State as SimState};
@@ -511,6 +511,28 @@ pub(super) async fn gateway(State(app): State<Arc<App>>, request: Request) -> Re
             }
             (302, response)
         }
+        Some(FaultKind::LongOperationTime { bytes }) => {
+            let (status, response) = normal();
+            (
+                status,
+                with_long_operation_time(response, bytes, &request_id).await,
+            )
+        }
+        Some(FaultKind::LongError {
+            status,
+            code_bytes,
+            msg_bytes,
+        }) => {
+            let (code, msg) = default_error(status);
+            let length = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX);
+            let response = error_body(
+                status,
+                &long_text(code, length(code_bytes)),
+                &long_text(msg, length(msg_bytes)),
+                &long_request_id(&request_id),
+            );
+            (status, response)
+        }
     };
     record(access_key_id, status);
     response
@@ -614,6 +636,28 @@ fn answer(
                 request_id,
             ),
         ),
+    }
+}
+
+/// `response` with its `operationTime`, if it has one, made `bytes` long, and a long request id.
+async fn with_long_operation_time(response: Response, bytes: u64, request_id: &str) -> Response {
+    let (parts, body) = response.into_parts();
+    let full = axum::body::to_bytes(body, MAX_REQUEST_BODY)
+        .await
+        .unwrap_or_default();
+    match serde_json::from_slice::<Value>(&full) {
+        Ok(mut answer) if answer.get("operationTime").is_some() => {
+            let start = answer["operationTime"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            answer["operationTime"] = Value::String(long_text(
+                &start,
+                usize::try_from(bytes).unwrap_or(usize::MAX),
+            ));
+            json_body(parts.status, &answer, &long_request_id(request_id))
+        }
+        _ => Response::from_parts(parts, Body::from(full)),
     }
 }
 

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bounded;
 mod chart;
 mod control_plane;
 mod credentials;

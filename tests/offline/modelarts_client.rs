@@ -727,3 +727,51 @@ async fn simulator_verifies_what_it_receives() {
         1
     );
 }
+
+#[tokio::test]
+async fn megabyte_strings_in_answers_are_cut_or_refused_never_kept_whole() {
+    let handle = sim::start().await;
+    let client = sim::client_with(ClientConfig {
+        retry: RetryPolicy::none(),
+        ..sim::fast_config()
+    });
+    let (endpoint, credentials) = (handle.endpoint(), sim::credentials());
+    let fetch = || client.pool_statistics(&endpoint, &credentials, PROJECT, "0");
+    // An operationTime the client reads is cut; the counts are kept.
+    handle.inject(Fault::new(FaultKind::LongOperationTime { bytes: 15_000 }).times(1));
+    let stats = fetch().await.expect("the counts");
+    assert_eq!(stats.created, Some(9));
+    let time = stats.operation_time.unwrap_or_default();
+    assert!(
+        time.len() <= 128 && time.starts_with(sim::OPERATION_TIME),
+        "{time}"
+    );
+    // An answer longer than the client reads is refused, quoting nothing of it.
+    handle.inject(Fault::new(FaultKind::LongOperationTime { bytes: 1_000_000 }).times(1));
+    let err = fetch().await.expect_err("too long to read");
+    assert_eq!(err.class(), ErrorClass::InvalidResponse, "{err}");
+    assert!(err.to_string().len() < 1024, "{err}");
+    // An error's code, message and request id are cut.
+    handle.inject(
+        Fault::new(FaultKind::LongError {
+            status: 400,
+            code_bytes: 9_000,
+            msg_bytes: 2_000,
+        })
+        .times(1),
+    );
+    let err = fetch().await.expect_err("an error answer");
+    assert_eq!(err.class(), ErrorClass::RequestRejected, "{err}");
+    assert!(
+        err.error_code()
+            .is_some_and(|c| c.len() <= 64 && c.starts_with("ModelArts.50004000")),
+        "{err}"
+    );
+    assert!(err.error_msg().is_some_and(|m| m.len() <= 512), "{err}");
+    assert!(err.request_id().is_some_and(|id| id.len() <= 128), "{err}");
+    assert!(
+        err.to_string().len() < 2048,
+        "{} bytes",
+        err.to_string().len()
+    );
+}

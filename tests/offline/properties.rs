@@ -5,6 +5,7 @@
 
 use poolwatch::api::{Federation, LocalSecretReference, OperatorIdentity, PoolStatisticsWatchSpec};
 use poolwatch::fetch::profile::parse_basic;
+use poolwatch::modelarts::bounded;
 use poolwatch::modelarts::signer::{
     self, Authorization, RequestToSign, SdkDate, canonical_query, canonical_uri, encode_component,
     parse_query, percent_decode,
@@ -102,6 +103,46 @@ proptest! {
             counts
         );
         prop_assert_eq!(stats.operation_time.as_deref(), Some(time.as_str()));
+    }
+
+    /// Whatever the strings of an answer, what the parser keeps or says of them is bounded:
+    /// `operationTime` to its limit, an error's quote of a value to its own.
+    #[test]
+    fn no_string_of_an_answer_is_kept_or_quoted_past_its_limit(
+        time in "\\PC{0,600}",
+        count in prop_oneof!["\\PC{0,600}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+                             "[0-9]{1,600}", "\\[[0-9,]{0,600}\\]"],
+    ) {
+        let body = format!(
+            r#"{{"statistics":{{"status":{{"created":{count}}}}},"operationTime":{}}}"#,
+            serde_json::to_string(&time).unwrap_or_default()
+        );
+        match PoolStatistics::parse(body.as_bytes()) {
+            Ok(stats) => {
+                let kept = stats.operation_time.unwrap_or_default();
+                prop_assert!(kept.len() <= bounded::OPERATION_TIME, "{} bytes", kept.len());
+                prop_assert!(time.starts_with(kept.strip_suffix(bounded::MARKER).unwrap_or(&kept)));
+            }
+            // The message's own words are under 100 bytes.
+            Err(error) => prop_assert!(
+                error.to_string().len() <= 100 + bounded::QUOTE,
+                "{} bytes: {error}",
+                error.to_string().len()
+            ),
+        }
+    }
+
+    #[test]
+    fn a_cut_is_a_bounded_prefix_ending_on_a_character(text in "\\PC{0,200}", max in 0usize..300) {
+        let cut = bounded::cut(&text, max);
+        prop_assert!(cut.len() <= max || cut.is_empty());
+        if text.len() <= max {
+            prop_assert_eq!(cut.as_ref(), text.as_str());
+        } else {
+            let kept = cut.strip_suffix(bounded::MARKER).unwrap_or(&cut);
+            prop_assert!(text.starts_with(kept));
+            prop_assert_eq!(bounded::cut_owned(text.clone(), max), cut.as_ref());
+        }
     }
 
     #[test]
