@@ -181,7 +181,16 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
         (scene.statistics_requests("w") > served).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The answer's status write fails while the API server is down (the poll ran in a task of
+    // its own, which wakes the watch when it answers): wait for that, not for a fixed time.
+    eventually("a failed status write", SOON, || async {
+        operator
+            .logs()
+            .iter()
+            .any(|line| line.contains("writing the status of"))
+            .then_some(())
+    })
+    .await;
     isolated.start_api_server();
 
     let watch = scene
@@ -192,7 +201,11 @@ async fn a_status_write_that_fails_is_kept_and_retried_until_it_lands() {
             |w| created(w) == Some(2),
         )
         .await;
-    assert!(has_condition(&watch, "Ready", "True", "Synced"));
+    assert!(
+        has_condition(&watch, "Ready", "True", "Synced"),
+        "{:#?}",
+        watch.status
+    );
     assert_eq!(
         scene.statistics_requests("w"),
         served + 1,
@@ -285,7 +298,11 @@ async fn a_frozen_api_server_makes_the_operator_unready_and_loses_no_counts() {
             |w| created(w) == Some(2),
         )
         .await;
-    assert!(has_condition(&watch, "Ready", "True", "Synced"));
+    assert!(
+        has_condition(&watch, "Ready", "True", "Synced"),
+        "{:#?}",
+        watch.status
+    );
     eventually("/readyz to recover", SOON, || async {
         (operator.probe("readyz").await == ok).then_some(())
     })

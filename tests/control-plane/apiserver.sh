@@ -18,9 +18,42 @@ apiserver_pid() {
   echo "$pid"
 }
 
+# While the API server is stopped, no other control plane may be created: kwokctl would find its
+# port free and take it, and the restart would fail with "address already in use" (seen when
+# several tests with control planes of their own start at once). So stop takes the ports lock of
+# with_port_lock in a holder process and start releases it; should start never come (a failed
+# test), the holder lets go after PORT_HOLD_SECONDS.
+PORT_HOLD_SECONDS=90
+PORT_HOLDER=$STATE_DIR/ports-held.pid
+
+hold_ports() {
+  mkdir -p "$CACHE_DIR"
+  rm -f "$PORT_HOLDER"
+  # Its own output goes nowhere: whoever reads this script's output would wait for it.
+  (
+    flock 7
+    echo "$BASHPID" >"$PORT_HOLDER"
+    exec sleep "$PORT_HOLD_SECONDS"
+  ) 7>"$CACHE_DIR/.control-plane-ports.lock" 9>&- >/dev/null 2>&1 &
+  for _ in $(seq 1200); do
+    [ -s "$PORT_HOLDER" ] && return 0
+    sleep 0.05
+  done
+  die "could not take the control planes' ports lock in 60s"
+}
+
+# ports_held: whether this control plane's stop holds the ports lock now.
+ports_held() { [ -s "$PORT_HOLDER" ] && kill -0 "$(cat "$PORT_HOLDER")" 2>/dev/null; }
+
+release_ports() {
+  if [ -s "$PORT_HOLDER" ]; then kill "$(cat "$PORT_HOLDER")" 2>/dev/null || true; fi
+  rm -f "$PORT_HOLDER"
+}
+
 stop_apiserver() {
   local pid
   pid=$(apiserver_pid)
+  hold_ports
   kill -TERM "$pid"
   for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || break
@@ -36,11 +69,17 @@ stop_apiserver() {
 }
 
 start_apiserver() {
-  with_port_lock kwokctl start cluster --timeout 2m >>"$STATE_DIR/kwokctl.log" 2>&1 || {
+  local held=
+  ports_held && held=yes
+  # Holding the lock already (since stop), or taking it now.
+  if [ -n "$held" ]; then starter=(); else starter=(with_port_lock); fi
+  "${starter[@]}" kwokctl start cluster --timeout 2m >>"$STATE_DIR/kwokctl.log" 2>&1 || {
+    release_ports
     tail -n 20 "$STATE_DIR/kwokctl.log" >&2
     last_lines kube-apiserver
     die "kwokctl could not start the API server"
   }
+  release_ports
   for _ in $(seq 600); do
     api_ready && { log "API server ready again (PID $(apiserver_pid))"; return 0; }
     sleep 0.1

@@ -223,10 +223,17 @@ impl Operator {
 
     /// The metrics page, read as a reader bound to the chart's metrics-reader ClusterRole.
     pub async fn metrics(&self) -> String {
-        match self.read_metrics().await {
-            Ok((200, page)) => page,
-            Ok((code, body)) => panic!("the metrics endpoint answered {code}: {body}"),
-            Err(e) => panic!("the metrics endpoint does not answer: {e}"),
+        // A process just started may not listen yet: wait for it to, not for a fixed time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.read_metrics().await {
+                Ok((200, page)) => return page,
+                Ok((code, body)) => panic!("the metrics endpoint answered {code}: {body}"),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("the metrics endpoint does not answer: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
     }
 
