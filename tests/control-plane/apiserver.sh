@@ -20,34 +20,41 @@ apiserver_pid() {
 
 # While the API server is stopped, no other control plane may be created: kwokctl would find its
 # port free and take it, and the restart would fail with "address already in use" (seen when
-# several tests with control planes of their own start at once). So stop takes the ports lock of
-# with_port_lock in a holder process and start releases it; should start never come (a failed
-# test), the holder lets go after PORT_HOLD_SECONDS.
+# several tests with control planes of their own start at once). So stop starts a holder that
+# takes the ports lock of with_port_lock (once a creation in progress, whose ports are already
+# chosen, ends) without delaying the stop, and start releases it; should start never come (a
+# failed test), the holder lets go after PORT_HOLD_SECONDS.
 PORT_HOLD_SECONDS=90
-PORT_HOLDER=$STATE_DIR/ports-held.pid
+PORT_HOLDER=$STATE_DIR/ports-holder.pid
+PORTS_HELD=$STATE_DIR/ports-held
 
 hold_ports() {
   mkdir -p "$CACHE_DIR"
-  rm -f "$PORT_HOLDER"
+  rm -f "$PORTS_HELD"
   # Its own output goes nowhere: whoever reads this script's output would wait for it.
   (
     flock 7
-    echo "$BASHPID" >"$PORT_HOLDER"
+    touch "$PORTS_HELD"
     exec sleep "$PORT_HOLD_SECONDS"
   ) 7>"$CACHE_DIR/.control-plane-ports.lock" 9>&- >/dev/null 2>&1 &
+  echo $! >"$PORT_HOLDER"
+}
+
+# ports_holder_alive: whether this control plane's stop left a holder (waiting or holding).
+ports_holder_alive() { [ -s "$PORT_HOLDER" ] && kill -0 "$(cat "$PORT_HOLDER")" 2>/dev/null; }
+
+# wait_for_ports: waits until the holder holds the lock.
+wait_for_ports() {
   for _ in $(seq 1200); do
-    [ -s "$PORT_HOLDER" ] && return 0
+    [ -e "$PORTS_HELD" ] && return 0
     sleep 0.05
   done
   die "could not take the control planes' ports lock in 60s"
 }
 
-# ports_held: whether this control plane's stop holds the ports lock now.
-ports_held() { [ -s "$PORT_HOLDER" ] && kill -0 "$(cat "$PORT_HOLDER")" 2>/dev/null; }
-
 release_ports() {
   if [ -s "$PORT_HOLDER" ]; then kill "$(cat "$PORT_HOLDER")" 2>/dev/null || true; fi
-  rm -f "$PORT_HOLDER"
+  rm -f "$PORT_HOLDER" "$PORTS_HELD"
 }
 
 stop_apiserver() {
@@ -69,10 +76,12 @@ stop_apiserver() {
 }
 
 start_apiserver() {
-  local held=
-  ports_held && held=yes
-  # Holding the lock already (since stop), or taking it now.
-  if [ -n "$held" ]; then starter=(); else starter=(with_port_lock); fi
+  local starter=(with_port_lock)
+  # Holding the lock since stop (once the holder has it), or taking it now.
+  if ports_holder_alive; then
+    wait_for_ports
+    starter=()
+  fi
   "${starter[@]}" kwokctl start cluster --timeout 2m >>"$STATE_DIR/kwokctl.log" 2>&1 || {
     release_ports
     tail -n 20 "$STATE_DIR/kwokctl.log" >&2
