@@ -30,36 +30,35 @@ pub(crate) const AUDIENCE: &str = "poolwatch-modelarts";
 /// The ServiceAccount watches federate from.
 pub(crate) const READER: &str = "modelarts-reader";
 
+/// A JSON document the API server publishes at `path`.
+async fn published(namespace: &TestNamespace, path: &str) -> Value {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .expect("a request");
+    let text = namespace
+        .client
+        .request_text(request)
+        .await
+        .unwrap_or_else(|e| panic!("the API server's {path}: {e}"));
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// The issuer of the cluster's ServiceAccount tokens, from its discovery document.
+pub(crate) async fn cluster_issuer(namespace: &TestNamespace) -> String {
+    let discovery = published(namespace, "/.well-known/openid-configuration").await;
+    discovery["issuer"].as_str().expect("an issuer").to_owned()
+}
+
 /// An identity provider trusting the control plane's ServiceAccount tokens: its issuer and keys
 /// as the API server publishes them, with `rules`.
 pub(crate) async fn cluster_identity_provider(
     namespace: &TestNamespace,
     rules: Vec<FederationRule>,
 ) -> IdentityProviderConfig {
-    let get = |path: &str| {
-        http::Request::get(path)
-            .body(Vec::new())
-            .expect("a request")
-    };
-    let discovery: Value = serde_json::from_str(
-        &namespace
-            .client
-            .request_text(get("/.well-known/openid-configuration"))
-            .await
-            .expect("the API server's discovery document"),
-    )
-    .expect("JSON");
-    let jwks: Value = serde_json::from_str(
-        &namespace
-            .client
-            .request_text(get("/openid/v1/jwks"))
-            .await
-            .expect("the API server's keys"),
-    )
-    .expect("JSON");
+    let jwks = published(namespace, "/openid/v1/jwks").await;
     IdentityProviderConfig {
         id: IDP.to_owned(),
-        issuer: discovery["issuer"].as_str().expect("an issuer").to_owned(),
+        issuer: cluster_issuer(namespace).await,
         client_id: AUDIENCE.to_owned(),
         jwks,
         rules,

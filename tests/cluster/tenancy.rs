@@ -12,8 +12,7 @@ use poolwatch::simulator::{
 };
 use serde_json::{Value, json};
 
-use crate::keyless::{AUDIENCE, IDP, READER, federation, trust_the_cluster};
-use crate::support::control_plane::TestNamespace;
+use crate::keyless::{AUDIENCE, IDP, READER, cluster_issuer, federation, trust_the_cluster};
 use crate::support::faults::IsolatedControlPlane;
 use crate::support::operator::{Operator, condition_message, eventually, has_condition};
 use crate::support::simulator;
@@ -222,22 +221,6 @@ async fn a_token_the_api_server_accepts_is_dropped_before_it_leaves_and_never_re
         0,
         "a token the API server accepts reached IAM"
     );
-}
-
-/// The issuer of the cluster's ServiceAccount tokens, from its discovery document.
-async fn cluster_issuer(namespace: &TestNamespace) -> String {
-    let request = http::Request::get("/.well-known/openid-configuration")
-        .body(Vec::new())
-        .expect("a request");
-    let discovery: Value = serde_json::from_str(
-        &namespace
-            .client
-            .request_text(request)
-            .await
-            .expect("the discovery document"),
-    )
-    .expect("JSON");
-    discovery["issuer"].as_str().expect("an issuer").to_owned()
 }
 
 /// How long a watch may take from its creation to Ready: one poll of a simulator that answers
