@@ -119,8 +119,16 @@ $(eval $(call cargo_tool,cargo-deny,$(CARGO_DENY_VERSION)))
 deny: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Dependency licenses, banned crates and sources (deny.toml; offline).
 	$(CARGO_DENY) --locked check licenses bans sources
 
+# Security advisories offline, against a snapshot of the RustSec database (../shared/advisory-db,
+# or POOLWATCH_ADVISORY_DB), and the check's self-test: see tests/advisories.sh for what happens
+# without a snapshot (POOLWATCH_ADVISORIES=live, CI=true).
+.PHONY: advisories
+advisories: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Security advisories, offline, against the RustSec snapshot (../shared/advisory-db); and a self-test of the check.
+	@CARGO_DENY=$(CARGO_DENY) tests/advisories.sh check
+	@CARGO_DENY=$(CARGO_DENY) tests/advisories.sh self-test
+
 .PHONY: audit
-audit: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Security advisories (needs the RustSec database, fetched from GitHub).
+audit: $(CARGO_TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION) ## Security advisories against the live RustSec database (fetched from GitHub).
 	$(CARGO_DENY) --locked check advisories
 
 # The container image: a static musl binary FROM scratch (Dockerfile), built with buildah or podman
@@ -167,6 +175,7 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(MAKE) --no-print-directory signing-fixtures-check
 	$(MAKE) --no-print-directory workflow-lint
 	$(MAKE) --no-print-directory deny
+	$(MAKE) --no-print-directory advisories
 	@echo "==> Local control plane (the first start builds Kubernetes from source: minutes)"
 	$(MAKE) --no-print-directory test-cluster
 	@echo "==> GitOps readers: kstatus and Argo CD's health evaluation (the first time builds them: minutes)"

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Security advisories for the dependency tree (cargo-deny's `advisories` check, deny.toml's rules),
+# without reaching GitHub: against a snapshot of the RustSec advisory database, by default the
+# one beside the project (../shared/advisory-db, with its SNAPSHOT.md), or the one
+# POOLWATCH_ADVISORY_DB names.
+#
+#   tests/advisories.sh check        the check; `make test` runs it
+#   tests/advisories.sh self-test    a copy of the snapshot with a made-up advisory for a crate
+#                                    of Cargo.lock must fail the check, and the snapshot pass it:
+#                                    a broken wiring (wrong folder, a database never read) cannot
+#                                    pass unnoticed
+#
+# cargo-deny reads an offline database only from a git checkout named after the database's URL
+# (`<db-path>/advisory-db-<hash>`), and reports its age from the checkout's HEAD commit. So the
+# snapshot is copied into the cache once per content (sha256 of its files: about 0.2 s), committed
+# there with the snapshot's own date, and cargo-deny runs with a copy of deny.toml whose `db-path`
+# points at it. The folder name is the one cargo-deny itself asks for.
+#
+# No snapshot: with POOLWATCH_ADVISORIES=live, the live database (cargo-deny fetches it from
+# GitHub, as `make audit` does); with CI=true, a failure (CI never skips silently); otherwise a
+# pass that says advisories were not checked and how to check them.
+#
+# Environment: CARGO_DENY (the binary), POOLWATCH_CACHE_DIR (default ~/.cache/poolwatch),
+# POOLWATCH_ADVISORY_DB, POOLWATCH_ADVISORIES, CI.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+CARGO_DENY=${CARGO_DENY:-cargo-deny}
+CACHE=${POOLWATCH_CACHE_DIR:-$HOME/.cache/poolwatch}/advisory-db
+SNAPSHOT=${POOLWATCH_ADVISORY_DB:-$ROOT/../shared/advisory-db}
+WORK=$ROOT/target/advisories
+
+say() { echo "advisories: $*"; }
+fail() { echo "advisories: $*" >&2; exit 1; }
+
+# The snapshot's commit and date, from its SNAPSHOT.md ("at commit <40 hex>, committed <ISO date>").
+snapshot_field() {
+  sed -n "s/.*$1 \([^ ,]*\).*/\1/p" "$SNAPSHOT/SNAPSHOT.md" | head -n 1
+}
+
+# deny.toml with `db-path = "$1"` in its [advisories] table, into $2.
+config_with_db() {
+  awk -v db="$1" '
+    { print }
+    /^\[advisories\][[:space:]]*$/ { printf "db-path = \"%s\"\n", db; done = 1 }
+    END { if (!done) { print "[advisories]"; printf "db-path = \"%s\"\n", db } }
+  ' "$ROOT/deny.toml" >"$2"
+}
+
+# The folder cargo-deny wants under a db-path: it names it when the folder is missing.
+db_folder() {
+  local empty=$WORK/empty
+  mkdir -p "$empty"
+  config_with_db "$empty" "$WORK/probe.toml"
+  local folder
+  folder=$("$CARGO_DENY" --offline --locked --config "$WORK/probe.toml" check advisories 2>&1 \
+    | grep -o 'advisory-db-[0-9a-f]\{8,\}' | head -n 1 || true)
+  [ -n "$folder" ] || fail "cargo-deny did not name the database folder it reads; is $CARGO_DENY 0.20?"
+  echo "$folder"
+}
+
+# A git checkout of the database in $1 (the files of $2), committed at the snapshot's date.
+commit_database() {
+  local dir=$1 source=$2 date=$3
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cp -R "$source/crates" "$source/rust" "$dir/"
+  [ ! -f "$source/LICENSE.txt" ] || cp "$source/LICENSE.txt" "$dir/"
+  (
+    cd "$dir"
+    export GIT_AUTHOR_DATE=$date GIT_COMMITTER_DATE=$date
+    export GIT_AUTHOR_NAME=poolwatch GIT_AUTHOR_EMAIL=poolwatch@localhost
+    export GIT_COMMITTER_NAME=poolwatch GIT_COMMITTER_EMAIL=poolwatch@localhost
+    git init -q -b main .
+    git add -A
+    git -c commit.gpgsign=false commit -q -m "RustSec advisory database snapshot"
+  )
+}
+
+# The prepared checkout of the snapshot: its db-path printed, made once per content.
+prepared_db() {
+  local commit=$1 date=$2
+  local hash
+  hash=$(cd "$SNAPSHOT" && find crates rust -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum \
+    | sha256sum | cut -c1-16)
+  local db_path=$CACHE/${commit:0:12}-$hash
+  local folder
+  folder=$(db_folder)
+  if [ ! -f "$db_path/$folder/.poolwatch-ready" ]; then
+    commit_database "$db_path/$folder" "$SNAPSHOT" "$date" >&2
+    touch "$db_path/$folder/.poolwatch-ready"
+  fi
+  echo "$db_path"
+}
+
+# Runs the advisories check against db-path $1; its exit status is cargo-deny's.
+check_against() {
+  config_with_db "$1" "$WORK/deny.toml"
+  "$CARGO_DENY" --offline --locked --config "$WORK/deny.toml" check advisories
+}
+
+# Whether a snapshot is there; if not, what to do about it (exits). $1 is the mode: the live
+# check stands in for `check` only (a self-test needs a database it can copy).
+require_snapshot() {
+  [ -f "$SNAPSHOT/SNAPSHOT.md" ] && [ -d "$SNAPSHOT/crates" ] && return 0
+  if [ "${POOLWATCH_ADVISORIES:-}" = live ]; then
+    [ "$1" = check ] || { say "self-test: no snapshot to copy; the live check stood in for it"; exit 0; }
+    say "no snapshot at $SNAPSHOT; checking against the live RustSec database (from GitHub)"
+    exec "$CARGO_DENY" --locked check advisories
+  fi
+  if [ "${CI:-}" = true ]; then
+    fail "no RustSec snapshot at $SNAPSHOT (SNAPSHOT.md and crates/): CI does not skip the check." \
+      "Set POOLWATCH_ADVISORY_DB to a snapshot, or POOLWATCH_ADVISORIES=live where GitHub is reachable."
+  fi
+  [ "$1" = check ] || exit 0
+  say "NOT CHECKED: no RustSec snapshot at $SNAPSHOT. Run 'make audit' (the live database, from" \
+    "GitHub), or set POOLWATCH_ADVISORY_DB to a snapshot of it."
+  exit 0
+}
+
+mode=${1:-check}
+mkdir -p "$WORK"
+require_snapshot "$mode"
+commit=$(snapshot_field "at commit")
+date=$(snapshot_field "committed")
+[[ $commit =~ ^[0-9a-f]{40}$ ]] || fail "$SNAPSHOT/SNAPSHOT.md names no commit ('at commit <40 hex digits>')"
+[ -n "$date" ] || fail "$SNAPSHOT/SNAPSHOT.md names no date ('committed <ISO 8601 date>')"
+days=$(( ($(date +%s) - $(date -d "$date" +%s)) / 86400 ))
+
+case "$mode" in
+  check)
+    db_path=$(prepared_db "$commit" "$date")
+    say "RustSec advisory database snapshot $commit of $date ($days days old), offline"
+    check_against "$db_path"
+    ;;
+  self-test)
+    db_path=$(prepared_db "$commit" "$date")
+    folder=$(db_folder)
+    # A crate of the tree, from Cargo.lock, and an advisory for all its versions.
+    crate=$(awk '/^name = "itoa"$/ { print "itoa"; exit }' Cargo.lock)
+    [ -n "$crate" ] || crate=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.lock | sed -n 2p)
+    fake=$WORK/self-test
+    commit_database "$fake/$folder" "$db_path/$folder" "$date"
+    mkdir -p "$fake/$folder/crates/$crate"
+    cat >"$fake/$folder/crates/$crate/RUSTSEC-2099-0001.md" <<EOF
+\`\`\`toml
+[advisory]
+id = "RUSTSEC-2099-0001"
+package = "$crate"
+date = "${date:0:10}"
+url = "https://example.invalid/poolwatch-advisories-self-test"
+categories = ["memory-corruption"]
+
+[versions]
+patched = []
+\`\`\`
+
+# A made-up advisory: poolwatch's check of its advisory wiring
+
+Every version of $crate is affected, so the check must fail.
+EOF
+    (cd "$fake/$folder" && git add -A && GIT_COMMITTER_DATE=$date GIT_AUTHOR_DATE=$date \
+      git -c user.name=poolwatch -c user.email=poolwatch@localhost -c commit.gpgsign=false \
+      commit -q -m "A made-up advisory for $crate")
+    if output=$(check_against "$fake" 2>&1); then
+      echo "$output" >&2
+      fail "self-test: the check passed with a made-up advisory for $crate: it does not read the database"
+    fi
+    grep -q "RUSTSEC-2099-0001" <<<"$output" \
+      || { echo "$output" >&2; fail "self-test: the check failed, but not on the made-up advisory"; }
+    check_against "$db_path" >/dev/null 2>&1 \
+      || fail "self-test: the check fails on the snapshot itself (see 'tests/advisories.sh check')"
+    rm -rf "$fake"
+    say "self-test: a made-up advisory for $crate fails the check; the snapshot passes it"
+    ;;
+  *)
+    fail "usage: tests/advisories.sh [check|self-test]"
+    ;;
+esac
