@@ -191,7 +191,24 @@ mod tests {
         serving.current.read().unwrap().cert[0].to_vec()
     }
 
-    fn dir_with(name: &str, (cert, key): &(String, String)) -> PathBuf {
+    /// A scratch certificate directory, removed when dropped (a failed assertion included).
+    struct CertDir(PathBuf);
+
+    impl Drop for CertDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for CertDir {
+        type Target = PathBuf;
+
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    fn dir_with(name: &str, (cert, key): &(String, String)) -> CertDir {
         let dir = std::env::temp_dir().join(format!(
             "poolwatch-metrics-tls-{name}-{}-{:x}",
             std::process::id(),
@@ -200,7 +217,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(CERT_FILE), cert).unwrap();
         std::fs::write(dir.join(KEY_FILE), key).unwrap();
-        dir
+        CertDir(dir)
     }
 
     #[test]
@@ -260,6 +277,5 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         task.abort();
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
