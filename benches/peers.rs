@@ -255,7 +255,7 @@ async fn run_poolwatch(plane: &'static ControlPlane, watches: usize, timing: Tim
     fleet::put_credentials(&namespace).await;
     // The budget `make bench` gives N watches; concurrency named only past poolwatch's default of
     // 8 (up to 80 calls/s, so 2,000 watches), so the flags shown are the ones that differ.
-    let budget = Budget::for_watches(watches, INTERVAL_SECONDS);
+    let budget = Budget::for_watches(watches, INTERVAL_SECONDS, 1);
     let (rate, burst) = (budget.rate.to_string(), budget.burst.to_string());
     let concurrency = budget.concurrency.to_string();
     let mut extra = vec!["--upstream-rate", &rate, "--upstream-burst", &burst];
@@ -282,7 +282,14 @@ async fn run_poolwatch(plane: &'static ControlPlane, watches: usize, timing: Tim
     let audit_start = measure::audit_offset(&plane.audit_log);
     let started = Instant::now();
     let api = namespace.watches();
-    fleet::create_watches(&api, watches, &simulator.base_url(), INTERVAL_SECONDS).await;
+    fleet::create_watches(
+        &api,
+        watches,
+        &simulator.base_url(),
+        INTERVAL_SECONDS,
+        false,
+    )
+    .await;
     wait_all_ready(watches, started, &mut poolwatch, || async {
         let list = api.list(&ListParams::default()).await.ok()?;
         Some(list.items.iter().filter(|w| watch_synced(w)).count())

@@ -16,7 +16,10 @@
 //! with 20 % headroom once N is past 500, since a budget below the demand stretches every
 //! interval by design), `BURST` (default twice the rate) and `CONCURRENCY` (the operator's
 //! `--upstream-concurrency`; default its own 8, or a tenth of the rate when that is more: the
-//! calls in flight a rate needs at 100 ms a call).
+//! calls in flight a rate needs at 100 ms a call), `DETAILS` (1: every watch sets
+//! `spec.poolDetails` and its workspace has [`POOLS_PER_WORKSPACE`] pools, so each poll also makes
+//! the two pool-list calls, and the budget is sized for three calls a poll; results go to
+//! `scale-N-details.*`).
 
 mod measure;
 #[path = "../tests/support/mod.rs"]
@@ -37,6 +40,8 @@ use support::control_plane::TestNamespace;
 use support::operator::Operator;
 
 const INTERVAL_SECONDS: u64 = 30;
+/// Pools in each workspace with `DETAILS=1`.
+const POOLS_PER_WORKSPACE: usize = 10;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -47,7 +52,9 @@ async fn main() {
         std::process::exit(2);
     }
     let watches = measure::setting("N", 500) as usize;
-    let budget = Budget::for_watches(watches, INTERVAL_SECONDS);
+    let pool_details = measure::setting("DETAILS", 0) == 1;
+    let calls_per_poll = if pool_details { 3 } else { 1 };
+    let budget = Budget::for_watches(watches, INTERVAL_SECONDS, calls_per_poll);
     let Timing { settle, steady } = Timing::from_env();
     let namespace = TestNamespace::new(&format!("bench-{watches}")).await;
     // The run's future owns the operator and the simulator, each stopped when dropped: an
@@ -56,7 +63,7 @@ async fn main() {
     let outcome = tokio::select! {
         biased;
         signal = measure::interrupted() => Err((signal, 130)),
-        result = AssertUnwindSafe(run(&namespace, watches, budget, steady, settle)).catch_unwind() => {
+        result = AssertUnwindSafe(run(&namespace, watches, pool_details, budget, steady, settle)).catch_unwind() => {
             result.map_err(|_| ("failed (the panic above says why)", 101))
         }
     };
@@ -91,6 +98,9 @@ async fn delete_namespace(namespace: &TestNamespace) {
 #[derive(serde::Serialize)]
 struct BenchResult {
     watches: usize,
+    /// Every watch with `spec.poolDetails`, [`POOLS_PER_WORKSPACE`] pools per workspace.
+    pool_details: bool,
+    pools_per_workspace: usize,
     interval_seconds: u64,
     upstream_rate: u64,
     upstream_burst: u64,
@@ -113,6 +123,9 @@ struct BenchResult {
     steady_window_seconds: f64,
     upstream_calls: u64,
     calls_per_watch_per_interval: f64,
+    /// Of those, pool lists (with `DETAILS=1`: two a poll, the current and the failed pools).
+    list_calls: u64,
+    list_calls_per_watch_per_interval: f64,
     startup_status_writes: usize,
     startup_status_writes_per_watch: f64,
     status_writes: usize,
@@ -130,12 +143,16 @@ struct BenchResult {
 async fn run(
     namespace: &TestNamespace,
     watches: usize,
+    pool_details: bool,
     budget: Budget,
     steady: Duration,
     settle: Duration,
 ) -> BenchResult {
     let simulator = support::simulator::start().await;
     fleet::seed_counts(&simulator, watches);
+    if pool_details {
+        fleet::seed_pools(&simulator, watches, POOLS_PER_WORKSPACE);
+    }
     fleet::put_credentials(namespace).await;
     // Info level: what a production deployment logs (debug would measure log formatting).
     let (rate, burst) = (budget.rate.to_string(), budget.burst.to_string());
@@ -157,7 +174,14 @@ async fn run(
 
     let api_server_before = ApiServerLoad::read(&namespace.client).await;
     let started = Instant::now();
-    fleet::create_watches(&api, watches, &simulator.base_url(), INTERVAL_SECONDS).await;
+    fleet::create_watches(
+        &api,
+        watches,
+        &simulator.base_url(),
+        INTERVAL_SECONDS,
+        pool_details,
+    )
+    .await;
     // The API server's own pace: no watch can be Ready before it exists.
     let all_created = started.elapsed();
     let creating = ApiServerLoad::read(&namespace.client)
@@ -202,7 +226,10 @@ async fn run(
     tokio::time::sleep(settle).await;
 
     let pid = operator.pid();
-    let calls_before = simulator.requests_served(&RequestFilter::api(SimulatorApi::Statistics));
+    let statistics = RequestFilter::api(SimulatorApi::Statistics);
+    let lists = RequestFilter::api(SimulatorApi::ListPools);
+    let calls_before = simulator.requests_served(&statistics);
+    let lists_before = simulator.requests_served(&lists);
     let writes_before = status_writes(namespace);
     let cpu_before = cpu_ticks(pid);
     let window_started = Instant::now();
@@ -210,8 +237,8 @@ async fn run(
     tokio::time::sleep(steady).await;
     let window = window_started.elapsed();
     let cpu_after = cpu_ticks(pid);
-    let calls =
-        simulator.requests_served(&RequestFilter::api(SimulatorApi::Statistics)) - calls_before;
+    let list_calls = simulator.requests_served(&lists) - lists_before;
+    let calls = simulator.requests_served(&statistics) - calls_before + list_calls;
     let writes = status_writes(namespace) - writes_before;
     let (peak_rss_kib, rss_kib) = memory_kib(pid);
     let metrics = operator.metrics().await;
@@ -227,6 +254,8 @@ async fn run(
     drop(operator);
     BenchResult {
         watches,
+        pool_details,
+        pools_per_workspace: if pool_details { POOLS_PER_WORKSPACE } else { 0 },
         interval_seconds: INTERVAL_SECONDS,
         upstream_rate: budget.rate,
         upstream_concurrency: budget.concurrency,
@@ -244,6 +273,8 @@ async fn run(
         steady_window_seconds: round(window.as_secs_f64()),
         upstream_calls: calls,
         calls_per_watch_per_interval: round(calls as f64 / watches as f64 / intervals),
+        list_calls,
+        list_calls_per_watch_per_interval: round(list_calls as f64 / watches as f64 / intervals),
         startup_status_writes: startup_writes,
         startup_status_writes_per_watch: round(startup_writes as f64 / watches as f64),
         status_writes: writes,
@@ -263,7 +294,11 @@ impl BenchResult {
     fn write(&self) -> (String, String) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
         std::fs::create_dir_all(&dir).expect("create bench/results");
-        let stem = format!("scale-{}", self.watches);
+        let stem = if self.pool_details {
+            format!("scale-{}-details", self.watches)
+        } else {
+            format!("scale-{}", self.watches)
+        };
         let json_path = dir.join(format!("{stem}.json"));
         write_atomically(
             &json_path,
@@ -311,8 +346,19 @@ impl BenchResult {
                 ),
             ),
             (
+                "pool details",
+                if self.pool_details {
+                    format!("on, {} pools per workspace", self.pools_per_workspace)
+                } else {
+                    "off".to_owned()
+                },
+            ),
+            (
                 "upstream calls per watch per interval",
-                format!("{}", self.calls_per_watch_per_interval),
+                format!(
+                    "{} (of which pool lists: {})",
+                    self.calls_per_watch_per_interval, self.list_calls_per_watch_per_interval
+                ),
             ),
             (
                 "status writes per watch until all are Ready",
@@ -349,8 +395,14 @@ impl BenchResult {
             ),
         ];
         let mut table = format!(
-            "| poolwatch scale benchmark, N = {}, interval {} s | |\n|---|---|\n",
-            self.watches, self.interval_seconds
+            "| poolwatch scale benchmark, N = {}, interval {} s{} | |\n|---|---|\n",
+            self.watches,
+            self.interval_seconds,
+            if self.pool_details {
+                ", pool details"
+            } else {
+                ""
+            }
         );
         for (name, value) in rows {
             table.push_str(&format!("| {name} | {value} |\n"));

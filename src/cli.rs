@@ -36,7 +36,7 @@ pub enum Command {
     Crd,
     /// Call the ModelArts pool-statistics API once and print the result (checks credentials).
     Fetch(crate::fetch::FetchArgs),
-    /// Serve a local ModelArts simulator (statistics and IAM project APIs) for tests and demos.
+    /// Serve a local ModelArts simulator (statistics, pool list and IAM project APIs) for tests and demos.
     Simulator(crate::simulator::SimulatorArgs),
 }
 

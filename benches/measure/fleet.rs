@@ -5,7 +5,7 @@ use futures::{StreamExt, TryStreamExt};
 use kube::Api;
 use kube::api::PostParams;
 use poolwatch::api::PoolStatisticsWatch;
-use poolwatch::simulator::{SimulatedCounts, SimulatorHandle};
+use poolwatch::simulator::{SimulatedCounts, SimulatedDriver, SimulatedPool, SimulatorHandle};
 use serde_json::json;
 
 use super::setting;
@@ -31,6 +31,31 @@ pub fn seed_counts(simulator: &SimulatorHandle, watches: usize) {
     }
 }
 
+/// Gives the workspace of each of `watches` watches `per_workspace` Running pools of one flavor
+/// (names like Huawei's ids, display names, a GPU driver), as a realistic list to parse.
+pub fn seed_pools(simulator: &SimulatorHandle, watches: usize, per_workspace: usize) {
+    for index in 0..watches {
+        let pools = (0..per_workspace)
+            .map(|pool| SimulatedPool {
+                display_name: Some(format!("training-{pool}")),
+                gpu_driver: Some(SimulatedDriver {
+                    version: "470.182.03".to_owned(),
+                    state: "Running".to_owned(),
+                }),
+                ..SimulatedPool::running(
+                    &format!("pool-{index:05}-{pool:02}-6d1b4a1c"),
+                    "modelarts.vm.gpu.8ant8",
+                    4,
+                )
+            })
+            .collect();
+        assert!(
+            simulator.set_pools(PROJECT, &workspace(index), pools),
+            "the workspace has counts"
+        );
+    }
+}
+
 /// The Secret with the simulator's access key that every watch names.
 pub async fn put_credentials(namespace: &TestNamespace) {
     crate::support::world::put_secret(
@@ -41,12 +66,14 @@ pub async fn put_credentials(namespace: &TestNamespace) {
     .await;
 }
 
-/// Creates watches `watch-0` .. `watch-{count - 1}` polling `endpoint` every `interval_seconds`.
+/// Creates watches `watch-0` .. `watch-{count - 1}` polling `endpoint` every `interval_seconds`,
+/// with `spec.poolDetails` set to `pool_details`.
 pub async fn create_watches(
     api: &Api<PoolStatisticsWatch>,
     count: usize,
     endpoint: &str,
     interval_seconds: u64,
+    pool_details: bool,
 ) {
     create_all(count, |index| {
         let api = api.clone();
@@ -60,6 +87,7 @@ pub async fn create_watches(
                 "workspaceId": workspace(index),
                 "credentialsSecretRef": {"name": CREDENTIALS},
                 "interval": format!("{interval_seconds}s"),
+                "poolDetails": pool_details,
             },
         }))
         .expect("a valid watch");
@@ -98,9 +126,10 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The budget for `watches` polled every `interval_seconds`.
-    pub fn for_watches(watches: usize, interval_seconds: u64) -> Self {
-        let needed = (watches as u64 * 6).div_ceil(interval_seconds * 5);
+    /// The budget for `watches` polled every `interval_seconds`, each poll making
+    /// `calls_per_poll` upstream calls (1, or 3 with pool details).
+    pub fn for_watches(watches: usize, interval_seconds: u64, calls_per_poll: u64) -> Self {
+        let needed = (watches as u64 * calls_per_poll * 6).div_ceil(interval_seconds * 5);
         let rate = setting("RATE", needed.max(20));
         Self {
             rate,

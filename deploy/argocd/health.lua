@@ -2,6 +2,8 @@
 -- Healthy: Ready is True for the current generation. Degraded: Stalled is True (a change from
 -- you is needed). Suspended: spec.suspend. Progressing: anything else, e.g. before the first
 -- poll, while a new generation is polled (Reconciling), or while a failure is retried.
+-- A pool that ModelArts reports Abnormal or failed (PoolsHealthy False) leaves the watch Healthy,
+-- with the pools named in the message: the watch works, and no change in git can fix a pool.
 local hs = {}
 
 local function condition(conditions, kind)
@@ -56,6 +58,10 @@ local current = ready ~= nil and (ready.observedGeneration == nil or generation 
 if current and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready)
+  local pools = condition(conditions, "PoolsHealthy")
+  if pools ~= nil and pools.status == "False" then
+    hs.message = hs.message .. "; PoolsHealthy is False: " .. describe(pools)
+  end
   return hs
 end
 

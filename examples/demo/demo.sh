@@ -79,6 +79,42 @@ for _ in $(seq 50); do
 done
 kubectl -n "$NAMESPACE" describe psw training | sed -n '/^Status:/,$p'
 
+# Asks watch `training` for a poll until PoolsHealthy has reason $1 (the simulator re-reads its
+# config within a second, so the first poll may still see the old pools).
+poll_until_pools() {
+  for attempt in $(seq 20); do
+    kubectl -n "$NAMESPACE" annotate psw training --overwrite \
+      poolwatch.io/refresh-requested-at="$1-$attempt-$(date +%s)" >/dev/null
+    kubectl -n "$NAMESPACE" wait psw/training --timeout=3s \
+      --for=jsonpath='{.status.conditions[?(@.type=="PoolsHealthy")].reason}'="$1" >/dev/null 2>&1 && return 0
+  done
+  echo "watch training never showed PoolsHealthy reason $1" >&2
+  return 1
+}
+show_pools() {
+  kubectl -n "$NAMESPACE" get psw training -o jsonpath='{range .status.poolDetails[*]}{.name}{"\t"}{.displayName}{"\t"}{.phase}{"\t"}{.message}{"\n"}{end}'
+  echo "PoolsHealthy: $(kubectl -n "$NAMESPACE" get psw training \
+    -o jsonpath='{.status.conditions[?(@.type=="PoolsHealthy")].message}')"
+}
+
+say "spec.poolDetails: which pool, and why (status.poolDetails of watch training)"
+show_pools
+
+say "A pool turns Abnormal (edited in target/demo/simulator.yaml); kubectl describe shows the event"
+sed -i '/name: pool-6d1b4a1c/,/gpuDriver/ s/phase: Running/phase: Abnormal\n          message: 2 of 4 nodes are NotReady (GPU Xid 79)/' "$STATE/simulator.yaml"
+poll_until_pools PoolsAbnormal
+show_pools
+kubectl -n "$NAMESPACE" describe psw training | sed -n '/^Events:/,$p'
+
+say "... and recovers"
+sed -i '/name: pool-6d1b4a1c/,/gpuDriver/ { /message: 2 of 4 nodes/d; s/phase: Abnormal/phase: Running/ }' "$STATE/simulator.yaml"
+poll_until_pools PoolsFailed
+for _ in $(seq 50); do
+  kubectl -n "$NAMESPACE" get events --field-selector involvedObject.name=training,reason=PoolRecovered -o name | grep -q . && break
+  sleep 0.2
+done
+kubectl -n "$NAMESPACE" describe psw training | sed -n '/^Events:/,$p'
+
 say "Reading /metrics (HTTPS, self-signed) as a ServiceAccount bound to the chart's metrics-reader ClusterRole"
 "$BIN/helm" template poolwatch "$ROOT/charts/poolwatch" --show-only templates/metrics-reader.yaml \
   | kubectl apply --server-side -f - >/dev/null
@@ -89,14 +125,14 @@ kubectl create clusterrolebinding poolwatch-demo-metrics-reader --clusterrole=po
 echo "anonymous:  HTTP $(curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:8080/metrics)"
 echo "the reader:"
 curl -sk -H "Authorization: Bearer $(kubectl -n "$NAMESPACE" create token metrics-reader)" \
-  https://127.0.0.1:8080/metrics | grep '^poolwatch_pools'
+  https://127.0.0.1:8080/metrics | grep -E '^poolwatch_pool(s|_phase)\{'
 
 cat <<TXT
 
 poolwatch is running against the simulator. Try:
   export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH
   kubectl -n $NAMESPACE get psw -w                      # watch the counts
-  \$EDITOR target/demo/simulator.yaml                    # change counts; seen at the next poll (30 s)
+  \$EDITOR target/demo/simulator.yaml                    # change counts or pools; seen at the next poll (30 s)
   kubectl -n $NAMESPACE annotate psw training poolwatch.io/refresh-requested-at="\$(date +%s)" --overwrite   # poll now
   kubectl -n $NAMESPACE describe psw training            # conditions and events
   curl -sk -H "Authorization: Bearer \$(kubectl -n $NAMESPACE create token metrics-reader)" https://127.0.0.1:8080/metrics | grep ^poolwatch_   # Prometheus metrics

@@ -2,6 +2,8 @@
 //! how the operator or ModelArts work.
 
 pub mod crd;
+mod pool_details;
 mod watch;
 
+pub use pool_details::*;
 pub use watch::*;

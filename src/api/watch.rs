@@ -5,6 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::pool_details::{MAX_POOL_DETAILS, PoolDetail};
+
 /// API group of every poolwatch resource.
 pub const GROUP: &str = "poolwatch.io";
 /// The one served and stored version.
@@ -107,6 +109,13 @@ pub const MINIMUM_INTERVAL: std::time::Duration = std::time::Duration::from_secs
         description = "Pools waiting, usually for payment"
     ),
     printcolumn(
+        name = "Deleting",
+        type_ = "integer",
+        json_path = ".status.pools.deleting",
+        description = "Pools being deleted",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -130,13 +139,6 @@ pub const MINIMUM_INTERVAL: std::time::Duration = std::time::Duration::from_secs
         type_ = "string",
         json_path = ".status.credentials",
         description = "Which credentials are in use: a Secret, a ServiceAccount or the operator's identity",
-        priority = "1"
-    ),
-    printcolumn(
-        name = "Deleting",
-        type_ = "integer",
-        json_path = ".status.pools.deleting",
-        description = "Pools being deleted",
         priority = "1"
     ),
     printcolumn(
@@ -219,6 +221,13 @@ pub struct PoolStatisticsWatchSpec {
     /// Stop polling and keep the last status.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Also list the workspace's pools (ModelArts' ListPools, the same `modelarts:pool:list`
+    /// permission) and show each one's phase, message and nodes in `status.poolDetails`; when
+    /// set, `PoolsHealthy` names the pools that are abnormal, broken or failed. Two more calls
+    /// per poll (the current and the failed pools), shared between watches of one target.
+    #[serde(default)]
+    pub pool_details: bool,
 }
 
 /// A Secret in the same namespace as the object that names it. There is deliberately no
@@ -294,7 +303,22 @@ pub struct PoolStatisticsWatchStatus {
     #[schemars(length(max = MAX_REFRESH_REQUEST_LENGTH))]
     pub last_handled_refresh_request: Option<String>,
 
-    /// `Ready`, `Stalled`, `Reconciling` and `PoolsHealthy`.
+    /// The workspace's pools, sorted by name, when `spec.poolDetails` is set: from the latest
+    /// successful pool list (a failed list keeps them; `PoolDetailsSynced` says so). At most 50
+    /// pools and 32 KiB; the least urgent beyond that are counted in `poolDetailsOmitted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_POOL_DETAILS))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub pool_details: Vec<PoolDetail>,
+
+    /// Pools that the latest list held but `poolDetails` does not show (beyond 50 pools or
+    /// 32 KiB, the least urgent first); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub pool_details_omitted: Option<i64>,
+
+    /// `Ready`, `Stalled`, `Reconciling`, `PoolsHealthy` and, with `spec.poolDetails`,
+    /// `PoolDetailsSynced`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

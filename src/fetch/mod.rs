@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use crate::modelarts::keyless::DEFAULT_METADATA_ENDPOINT;
 use crate::modelarts::{
-    ClientConfig, Endpoint, ErrorClass, ModelArtsClient, ModelArtsError, PoolStatistics,
-    RetryPolicy, Service,
+    ClientConfig, Credentials, Endpoint, ErrorClass, ModelArtsClient, ModelArtsError, PoolList,
+    PoolListFilter, PoolStatistics, RetryPolicy, Service,
 };
 
 use chain::{Choice, Setting, Source, Vars};
@@ -106,6 +106,10 @@ pub struct FetchArgs {
     /// Print to stderr which credential source was used (never a secret).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Also list the workspace's pools (ListPools, current and failed), as `spec.poolDetails`
+    /// shows them: each pool's phase, message and nodes.
+    #[arg(long)]
+    pub pools: bool,
 }
 
 /// A failure before any call, or no credentials anywhere: bad flags or environment. Exit code 2.
@@ -136,9 +140,17 @@ pub async fn run(args: FetchArgs) -> ExitCode {
         )
         .try_init();
     match fetch(&args).await {
-        Ok((project_id, stats)) => {
-            report::print_result(&args, &project_id, &stats);
-            ExitCode::SUCCESS
+        Ok(Fetched {
+            project_id,
+            statistics,
+            pools,
+        }) => {
+            report::print_result(&args, &project_id, &statistics, pools.as_ref());
+            // The counts are printed either way; a refused pool list still fails the command.
+            match pools {
+                Some(Err(_)) => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(Failure::Call(error, context)) => {
             report::print_failure(&args, &error, &context);
@@ -157,7 +169,15 @@ struct Iam {
     from: String,
 }
 
-async fn fetch(args: &FetchArgs) -> Result<(String, PoolStatistics), Failure> {
+/// What a successful `poolwatch fetch` got: the counts and, with `--pools`, the pool lists.
+struct Fetched {
+    project_id: String,
+    statistics: PoolStatistics,
+    /// With `--pools`: the current and failed pools, merged, or why they could not be listed.
+    pools: Option<Result<PoolList, ModelArtsError>>,
+}
+
+async fn fetch(args: &FetchArgs) -> Result<Fetched, Failure> {
     // Every flag is checked before any network call, so mistakes are reported at once.
     let endpoint = modelarts_endpoint(args)?;
     let metadata_endpoint = Endpoint::parse(&args.metadata_endpoint, true)
@@ -255,13 +275,44 @@ async fn fetch(args: &FetchArgs) -> Result<(String, PoolStatistics), Failure> {
             return Err(UsageError("give --project-id or --region".to_owned()).into());
         }
     };
-    match client
+    let statistics = match client
         .pool_statistics(&endpoint, credentials, &project_id, &args.workspace_id)
         .await
     {
-        Ok(stats) => Ok((project_id, stats)),
-        Err(e) => Err(Failure::Call(e, Box::new(context))),
-    }
+        Ok(statistics) => statistics,
+        Err(e) => return Err(Failure::Call(e, Box::new(context))),
+    };
+    let pools = match args.pools {
+        true => Some(list_pools(&client, &endpoint, credentials, &project_id, args).await),
+        false => None,
+    };
+    Ok(Fetched {
+        project_id,
+        statistics,
+        pools,
+    })
+}
+
+/// The workspace's current and failed pools, merged as the operator merges them.
+async fn list_pools(
+    client: &ModelArtsClient,
+    endpoint: &Endpoint,
+    credentials: &Credentials,
+    project_id: &str,
+    args: &FetchArgs,
+) -> Result<PoolList, ModelArtsError> {
+    let list = |filter| {
+        client.list_pools(
+            endpoint,
+            credentials,
+            project_id,
+            &args.workspace_id,
+            filter,
+        )
+    };
+    let current = list(PoolListFilter::Current).await?;
+    let failed = list(PoolListFilter::Failed).await?;
+    Ok(PoolList::merge(current, failed))
 }
 
 /// Whether the metadata service is simply not there (no answer, or a host that does not serve

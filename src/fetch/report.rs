@@ -8,7 +8,8 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::modelarts::{
-    Credentials, Endpoint, ErrorClass, ModelArtsError, PoolStatistics, Service,
+    Credentials, Endpoint, ErrorClass, ModelArtsError, Pool, PoolList, PoolStatistics, Service,
+    bounded,
 };
 
 use super::chain::{
@@ -27,6 +28,15 @@ struct FetchOutput<'a> {
     pools: Pools,
     #[serde(skip_serializing_if = "Option::is_none")]
     operation_time: Option<&'a str>,
+    /// With `--pools`: the pools, as the client read them.
+    #[serde(rename = "poolList", skip_serializing_if = "Option::is_none")]
+    pool_list: Option<&'a [Pool]>,
+    /// With `--pools`: the pools listed but not kept (beyond the client's bounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pools_omitted: Option<usize>,
+    /// With `--pools`, when listing failed: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pools_error: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,8 +68,18 @@ pub struct Context {
     pub iam_from: Option<String>,
 }
 
-/// Prints the statistics to stdout.
-pub fn print_result(args: &FetchArgs, project_id: &str, stats: &PoolStatistics) {
+/// Prints the statistics (and, with `--pools`, the pools) to stdout; a failed pool list also
+/// goes to stderr, with what to allow.
+pub fn print_result(
+    args: &FetchArgs,
+    project_id: &str,
+    stats: &PoolStatistics,
+    pools: Option<&Result<PoolList, ModelArtsError>>,
+) {
+    if let Some(Err(error)) = pools {
+        let _ = std::io::stderr().write_all(pool_list_failure(error).as_bytes());
+    }
+    let listed = pools.and_then(|p| p.as_ref().ok());
     let mut out = std::io::stdout().lock();
     let text = match args.output {
         OutputFormat::Json => {
@@ -74,13 +94,23 @@ pub fn print_result(args: &FetchArgs, project_id: &str, stats: &PoolStatistics) 
                     deleting: stats.deleting,
                 },
                 operation_time: stats.operation_time.as_deref(),
+                pool_list: listed.map(|l| l.pools.as_slice()),
+                pools_omitted: listed.map(|l| l.omitted),
+                pools_error: pools.and_then(|p| p.as_ref().err()).map(error_json),
             };
             format!(
                 "{}\n",
                 serde_json::to_string(&output).unwrap_or_else(|_| "{}".to_owned())
             )
         }
-        OutputFormat::Table => table(project_id, &args.workspace_id, stats),
+        OutputFormat::Table => {
+            let mut text = table(project_id, &args.workspace_id, stats);
+            if let Some(list) = listed {
+                text.push('\n');
+                text.push_str(&pool_table(list));
+            }
+            text
+        }
     };
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
@@ -103,6 +133,106 @@ pub fn table(project_id: &str, workspace_id: &str, stats: &PoolStatistics) -> St
         text.push_str(&format!("{state:<10} {:>5}\n", show(count)));
     }
     text
+}
+
+/// Longest message a row of the pool table shows, in bytes: a terminal line, not a paragraph.
+const TABLE_MESSAGE: usize = 60;
+
+/// The pools as a table: name, display name, phase, type, nodes available of desired (summed
+/// over flavors), message (cut for the terminal).
+pub fn pool_table(list: &PoolList) -> String {
+    let rows: Vec<[String; 6]> = list
+        .pools
+        .iter()
+        .map(|pool| {
+            let sum = |nodes: fn(&crate::modelarts::pools::FlavorNodes) -> Option<i64>| {
+                pool.flavors
+                    .iter()
+                    .filter_map(nodes)
+                    .reduce(|a, b| a.saturating_add(b))
+            };
+            let show = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+            [
+                pool.name.clone(),
+                pool.display_name.clone().unwrap_or_else(|| "-".to_owned()),
+                pool.phase.as_str().to_owned(),
+                pool.pool_type.clone().unwrap_or_else(|| "-".to_owned()),
+                format!("{}/{}", show(sum(|f| f.available)), show(sum(|f| f.count))),
+                pool.message.as_deref().map_or_else(
+                    || "-".to_owned(),
+                    |m| bounded::cut(m, TABLE_MESSAGE).into_owned(),
+                ),
+            ]
+        })
+        .collect();
+    let header = ["POOL", "DISPLAY NAME", "PHASE", "TYPE", "NODES", "MESSAGE"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 6]| -> String {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let pad = width - cell.chars().count();
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        text.push('\n');
+        text
+    };
+    let mut text = line(&header);
+    if rows.is_empty() {
+        text.push_str("(no pools)\n");
+    }
+    for row in &rows {
+        text.push_str(&line(row));
+    }
+    if list.omitted > 0 {
+        text.push_str(&format!(
+            "(and {} more, the least urgent, not shown)\n",
+            list.omitted
+        ));
+    }
+    if list.unusable > 0 {
+        text.push_str(&format!(
+            "({} item(s) of the answer were not usable pools)\n",
+            list.unusable
+        ));
+    }
+    text
+}
+
+/// What stderr says when the counts came but the pools could not be listed.
+fn pool_list_failure(error: &ModelArtsError) -> String {
+    let mut text = format!(
+        "error: listing the pools failed: {error}\n  reason:      {}\n",
+        error.reason()
+    );
+    if error.class() == ErrorClass::AccessDenied {
+        text.push_str(
+            "hint: the key may read the counts but not list the pools: allow ListPools (IAM action \
+             modelarts:pool:list) in this project, or watch without spec.poolDetails\n",
+        );
+    }
+    text
+}
+
+/// A failed call as `--output json` prints it.
+fn error_json(error: &ModelArtsError) -> serde_json::Value {
+    serde_json::json!({
+        "reason": error.reason(),
+        "message": error.to_string(),
+        "status": error.status(),
+        "errorCode": error.error_code(),
+        "errorMsg": error.error_msg(),
+        "requestId": error.request_id(),
+    })
 }
 
 /// Prints a failed call to stderr (and as JSON to stdout with `--output json`).
@@ -129,17 +259,7 @@ pub fn print_failure(args: &FetchArgs, error: &ModelArtsError, context: &Context
     text.push_str(&format!("hint: {}\n", hint(error, context)));
     let _ = std::io::stderr().write_all(text.as_bytes());
     if args.output == OutputFormat::Json {
-        let json = serde_json::json!({
-            "error": {
-                "reason": error.reason(),
-                "message": error.to_string(),
-                "status": error.status(),
-                "errorCode": error.error_code(),
-                "errorMsg": error.error_msg(),
-                "requestId": error.request_id(),
-            }
-        });
-        println!("{json}");
+        println!("{}", serde_json::json!({"error": error_json(error)}));
     }
 }
 

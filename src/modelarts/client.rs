@@ -12,6 +12,7 @@ use super::bounded;
 use super::credentials::Credentials;
 use super::endpoint::{Endpoint, EndpointError};
 use super::error::{ErrorClass, ModelArtsError, Service};
+use super::pools::{MAX_POOLS_BODY_BYTES, PoolList, PoolListFilter};
 use super::signer::{self, RequestToSign, SdkDate};
 use super::statistics::{MAX_BODY_BYTES, MAX_STATISTICS_BODY_BYTES, PoolStatistics};
 
@@ -27,6 +28,8 @@ const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
 pub enum Operation {
     /// `GET /v2/{project_id}/statistics/pools`.
     PoolStatistics,
+    /// `GET /v2/{project_id}/pools`: a workspace's pools (current or failed).
+    ListPools,
     /// `GET /v3/projects?name={region}` on IAM.
     ListProjects,
     /// `POST /v3.0/OS-AUTH/id-token/tokens` on IAM: an identity token for an IAM token.
@@ -46,6 +49,7 @@ impl Operation {
     pub fn as_str(&self) -> &'static str {
         match self {
             Operation::PoolStatistics => "pool_statistics",
+            Operation::ListPools => "list_pools",
             Operation::ListProjects => "list_projects",
             Operation::ExchangeIdToken => "exchange_id_token",
             Operation::CreateTemporaryCredentials => "create_temporary_credentials",
@@ -54,6 +58,17 @@ impl Operation {
             Operation::MetadataCredentials => "metadata_credentials",
         }
     }
+}
+
+/// What a ModelArts call under `/v2/{project_id}/` asks for (see `ModelArtsClient::project_get`).
+struct ProjectGet<'a> {
+    operation: Operation,
+    /// The path after `/v2/{project_id}/`.
+    path: &'static str,
+    query: Vec<(&'static str, &'a str)>,
+    max_answer_bytes: usize,
+    /// What a body the parser refuses is called in the error: "an unusable pool list".
+    unusable: &'static str,
 }
 
 /// One upstream HTTP request as the observer sees it: no URL, no headers, nothing secret.
@@ -397,40 +412,97 @@ impl ModelArtsClient {
             workspace_id,
             access_key = %credentials.redacted_key_id(),
         );
-        async {
-            check_path_id(Service::ModelArts, "project id", project_id)?;
-            let call = Call {
-                query: vec![("workspaceId", workspace_id)],
-                headers: vec![("X-Project-Id", project_id)],
-                max_answer_bytes: MAX_STATISTICS_BODY_BYTES,
-                ..Call::signed_get(
-                    (Service::ModelArts, Operation::PoolStatistics),
-                    endpoint,
-                    format!("/v2/{project_id}/statistics/pools"),
-                    credentials,
-                )
-            };
-            let Answer {
-                status,
-                body,
-                request_id,
-                ..
-            } = self.execute(&call).await?;
-            PoolStatistics::parse(&body).map_err(|e| {
-                ModelArtsError::new(
-                    ErrorClass::InvalidResponse,
-                    Service::ModelArts,
-                    format!(
-                        "{} sent an unusable statistics answer: {e}",
-                        endpoint.authority()
-                    ),
-                )
-                .with_status(status)
-                .with_request_id(request_id)
-            })
-        }
+        let request = ProjectGet {
+            operation: Operation::PoolStatistics,
+            path: "statistics/pools",
+            query: vec![("workspaceId", workspace_id)],
+            max_answer_bytes: MAX_STATISTICS_BODY_BYTES,
+            unusable: "an unusable statistics answer",
+        };
+        self.project_get(endpoint, credentials, project_id, request, |body| {
+            PoolStatistics::parse(body).map_err(|e| e.0)
+        })
         .instrument(span)
         .await
+    }
+
+    /// Calls `GET /v2/{project_id}/pools?workspaceId={workspace_id}` on `endpoint`, with
+    /// `&status=failed` for [`PoolListFilter::Failed`]; signed, retried and bounded like
+    /// [`ModelArtsClient::pool_statistics`] (IAM action `modelarts:pool:list`), the answer read
+    /// up to [`MAX_POOLS_BODY_BYTES`] and parsed by [`PoolList::parse`].
+    pub async fn list_pools(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+        project_id: &str,
+        workspace_id: &str,
+        filter: PoolListFilter,
+    ) -> Result<PoolList, ModelArtsError> {
+        let span = tracing::debug_span!(
+            "modelarts.list_pools",
+            host = %endpoint.authority(),
+            project_id,
+            workspace_id,
+            status = filter.status_query().unwrap_or(""),
+            access_key = %credentials.redacted_key_id(),
+        );
+        let mut query = vec![("workspaceId", workspace_id)];
+        if let Some(status) = filter.status_query() {
+            query.push(("status", status));
+        }
+        let request = ProjectGet {
+            operation: Operation::ListPools,
+            path: "pools",
+            query,
+            max_answer_bytes: MAX_POOLS_BODY_BYTES,
+            unusable: "an unusable pool list",
+        };
+        self.project_get(endpoint, credentials, project_id, request, |body| {
+            PoolList::parse(body, filter).map_err(|e| e.0)
+        })
+        .instrument(span)
+        .await
+    }
+
+    /// A signed `GET /v2/{project_id}/{path}` on ModelArts, its answer read up to the request's
+    /// limit and given to `parse`; a body `parse` refuses is an [`ErrorClass::InvalidResponse`]
+    /// naming the host. Throttling, 5xx and network failures are retried per the
+    /// [`RetryPolicy`]; everything else is returned at once.
+    async fn project_get<T>(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+        project_id: &str,
+        request: ProjectGet<'_>,
+        parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, ModelArtsError> {
+        check_path_id(Service::ModelArts, "project id", project_id)?;
+        let call = Call {
+            query: request.query,
+            headers: vec![("X-Project-Id", project_id)],
+            max_answer_bytes: request.max_answer_bytes,
+            ..Call::signed_get(
+                (Service::ModelArts, request.operation),
+                endpoint,
+                format!("/v2/{project_id}/{}", request.path),
+                credentials,
+            )
+        };
+        let Answer {
+            status,
+            body,
+            request_id,
+            ..
+        } = self.execute(&call).await?;
+        parse(&body).map_err(|e| {
+            ModelArtsError::new(
+                ErrorClass::InvalidResponse,
+                Service::ModelArts,
+                format!("{} sent {}: {e}", endpoint.authority(), request.unusable),
+            )
+            .with_status(status)
+            .with_request_id(request_id)
+        })
     }
 
     /// Finds the id of the project named `region` through IAM (`GET /v3/projects?name=…`), as

@@ -1,5 +1,5 @@
 //! The Huawei Cloud ModelArts client: signing, endpoints, errors, the pool-statistics call and
-//! the exchanges that turn a keyless identity into temporary keys.
+//! the pool list, and the exchanges that turn a keyless identity into temporary keys.
 //!
 //! Nothing here knows about Kubernetes. The controller and `poolwatch fetch` build a
 //! [`ModelArtsClient`] once, parse an [`Endpoint`] per target and call
@@ -11,7 +11,9 @@ pub mod client;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+mod json;
 pub mod keyless;
+pub mod pools;
 pub mod signer;
 pub mod statistics;
 pub mod temporary;
@@ -23,5 +25,6 @@ pub use credentials::Credentials;
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ErrorClass, ModelArtsError, Service};
 pub use keyless::{IdTokenExchange, MetadataSession, ServiceUrl};
+pub use pools::{Pool, PoolList, PoolListFilter, PoolPhase};
 pub use statistics::{MAX_BODY_BYTES, MAX_STATISTICS_BODY_BYTES, PoolStatistics};
 pub use temporary::TemporaryCredentials;

@@ -56,29 +56,7 @@ impl PoolStatistics {
     /// not an integer, a missing `statistics` object, or a body that is not JSON is an error.
     /// An error quotes at most [`bounded::QUOTE`] bytes of the body.
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
-        if body.len() > MAX_STATISTICS_BODY_BYTES {
-            return Err(ParseError(format!(
-                "the body is {} bytes, more than the {MAX_STATISTICS_BODY_BYTES}-byte limit",
-                body.len()
-            )));
-        }
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            // serde_json's syntax errors name a position, not the input; cut anyway, as they
-            // are the parser's words about a tenant's bytes.
-            let eof = e.is_eof();
-            let e = bounded::cut_owned(e.to_string(), bounded::QUOTE);
-            if eof {
-                ParseError(format!(
-                    "the body is truncated JSON ({} bytes): {e}",
-                    body.len()
-                ))
-            } else {
-                ParseError(format!("the body is not JSON: {e}"))
-            }
-        })?;
-        let Some(object) = value.as_object() else {
-            return Err(ParseError("the body is JSON but not an object".to_owned()));
-        };
+        let object = super::json::object_of(body, MAX_STATISTICS_BODY_BYTES).map_err(ParseError)?;
         let statistics = match object.get("statistics") {
             Some(Value::Object(s)) => s,
             Some(Value::Null) | None => {

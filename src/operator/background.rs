@@ -114,7 +114,9 @@ struct Progress {
 
 enum State {
     Running { parked: bool },
-    Finished(Finished),
+    // Boxed: a poll's answer (counts, pool details, a failure) is a few hundred bytes, and a
+    // running poll's state should not be.
+    Finished(Box<Finished>),
     Taken,
 }
 
@@ -126,7 +128,7 @@ impl Progress {
             let State::Running { parked } = *state else {
                 return false;
             };
-            *state = State::Finished(finished);
+            *state = State::Finished(Box::new(finished));
             parked
         };
         self.finished.notify_one();
@@ -212,7 +214,7 @@ impl RunningPoll {
         Self {
             started_for,
             progress: Arc::new(Progress {
-                state: Mutex::new(State::Finished(finished)),
+                state: Mutex::new(State::Finished(Box::new(finished))),
                 finished: Notify::new(),
             }),
         }
@@ -250,7 +252,7 @@ impl RunningPoll {
 /// The answer out of a state that is no longer running (once: then it is taken).
 fn take_answer(state: &mut State) -> Option<Finished> {
     match std::mem::replace(state, State::Taken) {
-        State::Finished(finished) => Some(finished),
+        State::Finished(finished) => Some(*finished),
         State::Running { .. } | State::Taken => None,
     }
 }

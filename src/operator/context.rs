@@ -14,7 +14,7 @@ use super::fairness::NamespaceSlots;
 use super::keyless::{KeylessCredentials, OperatorIdentitySettings};
 use super::memory::{Memories, WatchKey};
 use super::metrics::{Metrics, WatchLabels};
-use super::poll::{ProjectCalls, StatisticsCalls};
+use super::poll::{PoolListCalls, ProjectCalls, StatisticsCalls};
 use super::secrets::SecretReader;
 use super::target::{CredentialSource, WatchTarget};
 use super::trust::EndpointPolicy;
@@ -43,6 +43,8 @@ pub struct Context {
     pub(crate) keyless: KeylessCredentials,
     pub(crate) budget: Budget,
     pub(crate) statistics: StatisticsCalls,
+    /// Pool lists, shared like the statistics.
+    pub(crate) pool_lists: PoolListCalls,
     /// The one project-id cache: answers reused for an hour per IAM endpoint, region and key.
     pub(crate) projects: ProjectCalls,
     pub(crate) memories: Memories,
@@ -75,6 +77,7 @@ impl Context {
             client,
             modelarts,
             statistics: StatisticsCalls::default(),
+            pool_lists: PoolListCalls::default(),
             projects: ProjectCalls::default(),
             memories: Memories::default(),
             namespace_slots: NamespaceSlots::new(settings.namespace_concurrency),

@@ -123,6 +123,23 @@ impl Failure {
         }
     }
 
+    /// A pool list failed after the statistics call succeeded. It says nothing against the
+    /// keys (they just got the counts), so it is never a credentials problem; a refusal names
+    /// the permission the list needs, and the way out if it is not to be granted.
+    pub fn from_pool_list(error: &ModelArtsError) -> Self {
+        let hint = match error.class() {
+            ErrorClass::AccessDenied => {
+                "; allow the key to list pools (ListPools, IAM action modelarts:pool:list) or set spec.poolDetails to false"
+            }
+            _ => "",
+        };
+        Self {
+            message: format!("listing the pools failed: {error}{hint}"),
+            credentials: None,
+            ..Self::from_upstream(error, "")
+        }
+    }
+
     /// The upstream call this poll waited for was dropped before it answered (its leader was
     /// cancelled): nothing is known, so try again soon.
     pub fn interrupted() -> Self {

@@ -14,16 +14,24 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use super::status::{POOLS_HEALTHY, READY, RECONCILING, STALLED};
+use super::status::{POOL_DETAILS_SYNCED, POOLS_HEALTHY, READY, RECONCILING, STALLED};
 use super::users::Users;
-use crate::api::PoolCounts;
+use crate::api::{PoolCounts, PoolDetail, PoolFlavor};
 use crate::lock::lock;
 use crate::modelarts::RequestRecord;
 
 /// The states of `poolwatch_pools`.
 const POOL_STATES: [&str; 5] = ["creating", "created", "failed", "pending", "deleting"];
 /// The condition types of `poolwatch_condition`.
-const CONDITION_TYPES: [&str; 4] = [READY, STALLED, RECONCILING, POOLS_HEALTHY];
+const CONDITION_TYPES: [&str; 5] = [
+    READY,
+    STALLED,
+    RECONCILING,
+    POOLS_HEALTHY,
+    POOL_DETAILS_SYNCED,
+];
+/// The states of `poolwatch_pool_nodes`: desired, then by state, summed over a pool's flavors.
+const NODE_STATES: [&str; 5] = ["desired", "available", "abnormal", "creating", "deleting"];
 
 /// Identifies one watch.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +47,32 @@ struct PoolLabels {
     namespace: String,
     name: String,
     state: &'static str,
+}
+
+/// One pool of one watch, in a phase (`poolwatch_pool_phase`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolPhaseLabels {
+    namespace: String,
+    name: String,
+    pool: String,
+    phase: &'static str,
+}
+
+/// One pool of one watch, nodes in a state (`poolwatch_pool_nodes`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolNodeLabels {
+    namespace: String,
+    name: String,
+    pool: String,
+    state: &'static str,
+}
+
+/// The per-pool series one watch has, so that those of a pool that went (or changed phase)
+/// are removed.
+#[derive(Default)]
+struct PoolSeries {
+    phases: Vec<PoolPhaseLabels>,
+    nodes: Vec<PoolNodeLabels>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +154,9 @@ impl HostUsers {
 pub struct Metrics {
     hosts: Mutex<HostUsers>,
     pools: Family<PoolLabels, Gauge>,
+    pool_phase: Family<PoolPhaseLabels, Gauge>,
+    pool_nodes: Family<PoolNodeLabels, Gauge>,
+    pool_series: Mutex<HashMap<WatchLabels, PoolSeries>>,
     last_success: Family<WatchLabels, Gauge<f64, AtomicU64>>,
     condition: Family<ConditionLabels, Gauge>,
     polls: Family<ResultLabels, Counter>,
@@ -135,6 +172,9 @@ impl Default for Metrics {
         Self {
             hosts: Mutex::new(HostUsers::default()),
             pools: Family::default(),
+            pool_phase: Family::default(),
+            pool_nodes: Family::default(),
+            pool_series: Mutex::new(HashMap::new()),
             last_success: Family::default(),
             condition: Family::default(),
             polls: Family::default(),
@@ -157,6 +197,16 @@ impl Metrics {
             "pools",
             "Resource pools by state, per watch",
             self.pools.clone(),
+        );
+        registry.register(
+            "pool_phase",
+            "1 for each pool's current phase, per watch with spec.poolDetails",
+            self.pool_phase.clone(),
+        );
+        registry.register(
+            "pool_nodes",
+            "Nodes of each pool by state (desired, available, abnormal, creating, deleting), per watch with spec.poolDetails",
+            self.pool_nodes.clone(),
         );
         registry.register(
             "last_success_timestamp_seconds",
@@ -226,6 +276,53 @@ impl Metrics {
         }
     }
 
+    /// Publishes the pools a watch shows (none without `spec.poolDetails`): the series of a
+    /// pool no longer shown, or of its previous phase, are removed.
+    pub fn set_pool_details(&self, watch: &WatchLabels, pools: &[PoolDetail]) {
+        let mut next = PoolSeries::default();
+        for pool in pools {
+            next.phases.push(PoolPhaseLabels {
+                namespace: watch.namespace.clone(),
+                name: watch.name.clone(),
+                pool: pool.name.clone(),
+                phase: pool.phase.as_str(),
+            });
+            for (state, nodes) in NODE_STATES.into_iter().zip(node_counts(&pool.flavors)) {
+                let Some(nodes) = nodes else { continue };
+                let labels = PoolNodeLabels {
+                    namespace: watch.namespace.clone(),
+                    name: watch.name.clone(),
+                    pool: pool.name.clone(),
+                    state,
+                };
+                self.pool_nodes.get_or_create(&labels).set(nodes);
+                next.nodes.push(labels);
+            }
+        }
+        for labels in &next.phases {
+            self.pool_phase.get_or_create(labels).set(1);
+        }
+        // Under the lock, so that two reconciles of one watch cannot interleave removals.
+        let mut all = lock(&self.pool_series);
+        let previous = if next.phases.is_empty() {
+            all.remove(watch)
+        } else {
+            all.insert(watch.clone(), next)
+        };
+        let Some(previous) = previous else { return };
+        let current = all.get(watch);
+        for labels in previous.phases {
+            if current.is_none_or(|c| !c.phases.contains(&labels)) {
+                self.pool_phase.remove(&labels);
+            }
+        }
+        for labels in previous.nodes {
+            if current.is_none_or(|c| !c.nodes.contains(&labels)) {
+                self.pool_nodes.remove(&labels);
+            }
+        }
+    }
+
     /// Records the time of a watch's latest success.
     pub fn set_last_success(&self, watch: &WatchLabels, unix_seconds: f64) {
         self.last_success.get_or_create(watch).set(unix_seconds);
@@ -266,6 +363,7 @@ impl Metrics {
             });
         }
         self.last_success.remove(watch);
+        self.set_pool_details(watch, &[]);
         self.set_hosts(watch, Vec::new());
     }
 
@@ -327,6 +425,26 @@ impl Metrics {
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
+}
+
+/// A pool's nodes per [`NODE_STATES`], summed over its flavors; `None` where no flavor says.
+fn node_counts(flavors: &[PoolFlavor]) -> [Option<i64>; 5] {
+    let mut sums = [None; 5];
+    for flavor in flavors {
+        let values = [
+            flavor.count,
+            flavor.available,
+            flavor.abnormal,
+            flavor.creating,
+            flavor.deleting,
+        ];
+        for (sum, value) in sums.iter_mut().zip(values) {
+            if let Some(value) = value {
+                *sum = Some(sum.unwrap_or(0i64).saturating_add(value));
+            }
+        }
+    }
+    sums
 }
 
 /// The registry as Prometheus text.
@@ -396,5 +514,66 @@ mod tests {
             text.contains(r#"poolwatch_polls_total{result="Throttled"} 2"#),
             "{text}"
         );
+    }
+
+    fn pool(name: &str, phase: crate::api::PoolPhase, available: Option<i64>) -> PoolDetail {
+        PoolDetail {
+            name: name.to_owned(),
+            display_name: None,
+            phase,
+            message: None,
+            pool_type: None,
+            created: None,
+            flavors: vec![
+                PoolFlavor {
+                    flavor: "a".to_owned(),
+                    count: Some(2),
+                    available,
+                    ..PoolFlavor::default()
+                },
+                PoolFlavor {
+                    flavor: "b".to_owned(),
+                    count: Some(3),
+                    available,
+                    ..PoolFlavor::default()
+                },
+            ],
+            drivers: None,
+        }
+    }
+
+    #[test]
+    fn pool_series_follow_the_pools_and_go_with_them() {
+        use crate::api::PoolPhase::{Abnormal, Running};
+        let metrics = Metrics::default();
+        metrics.set_pool_details(
+            &watch(),
+            &[pool("p1", Abnormal, Some(1)), pool("p2", Running, None)],
+        );
+        let text = exported(&metrics);
+        for line in [
+            r#"poolwatch_pool_phase{namespace="ml",name="pools",pool="p1",phase="Abnormal"} 1"#,
+            r#"poolwatch_pool_phase{namespace="ml",name="pools",pool="p2",phase="Running"} 1"#,
+            r#"poolwatch_pool_nodes{namespace="ml",name="pools",pool="p1",state="desired"} 5"#,
+            r#"poolwatch_pool_nodes{namespace="ml",name="pools",pool="p1",state="available"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains(r#"pool="p2",state="available""#),
+            "no number, no series: {text}"
+        );
+
+        // p1 recovers, p2 goes: the Abnormal series and p2's go with them.
+        metrics.set_pool_details(&watch(), &[pool("p1", Running, Some(2))]);
+        let text = exported(&metrics);
+        assert!(text.contains(r#"pool="p1",phase="Running"} 1"#), "{text}");
+        assert!(!text.contains("Abnormal"), "{text}");
+        assert!(!text.contains(r#"pool="p2""#), "{text}");
+        assert!(text.contains(r#"pool="p1",state="available"} 4"#), "{text}");
+
+        metrics.forget_watch(&watch());
+        let text = exported(&metrics);
+        assert!(!text.contains(r#"pool=""#), "{text}");
     }
 }

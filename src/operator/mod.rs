@@ -4,7 +4,8 @@
 //!   ([`endpoints`]: `/metrics`, `/healthz`, `/readyz`; [`metrics_auth`] checks who reads
 //!   `/metrics`, [`metrics_tls`] holds its certificate), with logging from [`telemetry`].
 //! - [`reconciler`] reconciles one watch, holding its [`memory`] and the shared [`context`]: it
-//!   asks the pure decisions of [`schedule`] (when to poll) and [`status`] (what to show), and
+//!   asks the pure decisions of [`schedule`] (when to poll) and [`status`] (what to show, with
+//!   [`pool_details`] for the per-pool part), and
 //!   [`poll`]s through [`target`] (what a spec names), [`secrets`] (the credentials) and
 //!   [`upstream`] (the call budget and shared calls).
 //! - Every failure of a poll is a [`failure::Failure`]; every reason word is in [`reasons`] (or
@@ -26,6 +27,7 @@ pub(crate) mod metrics;
 pub(crate) mod metrics_auth;
 pub(crate) mod metrics_tls;
 pub(crate) mod poll;
+pub(crate) mod pool_details;
 pub(crate) mod reads;
 pub(crate) mod reasons;
 pub(crate) mod reconciler;

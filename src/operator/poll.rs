@@ -1,14 +1,15 @@
 //! One poll of one watch: resolve its spec, read its keys, find its project id, fetch its
-//! statistics. Calls go through the upstream budget and are shared between watches of the same
+//! statistics and, when it asks for them, its pools. Calls go through the upstream budget and are shared between watches of the same
 //! target; the ModelArts client builds and signs the requests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::modelarts::{ErrorClass, ModelArtsError, PoolStatistics};
+use crate::modelarts::{ErrorClass, ModelArtsError, PoolList, PoolListFilter, PoolStatistics};
 
 use super::context::Context;
 use super::credentials::LoadedCredentials;
@@ -38,8 +39,17 @@ pub struct ProjectKey {
     credentials: String,
 }
 
+/// One pool list: a target's [`CallKey`] and which pools.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PoolListKey {
+    call: CallKey,
+    filter: PoolListFilter,
+}
+
 /// Statistics calls, shared between watches of one target.
 pub type StatisticsCalls = SharedCalls<CallKey, Result<PoolStatistics, ModelArtsError>>;
+/// Pool lists, shared between watches of one target like the statistics.
+pub type PoolListCalls = SharedCalls<PoolListKey, Result<Arc<PoolList>, ModelArtsError>>;
 /// Project-id lookups, shared and reused for [`PROJECT_ID_REUSE`].
 pub type ProjectCalls = SharedCalls<ProjectKey, Result<String, ModelArtsError>>;
 
@@ -63,6 +73,70 @@ struct StatisticsCall<'a> {
     project_id: String,
 }
 
+/// What a call on one target shares with the other watches of the target: the budget it
+/// spends, the key its answer is shared under, and how old a shared answer may be.
+struct TargetCall {
+    budget_key: BudgetKey,
+    key: CallKey,
+    fresh_within: Duration,
+}
+
+impl TargetCall {
+    fn new(
+        request: &PollRequest<'_>,
+        target: &WatchTarget,
+        loaded: &LoadedCredentials,
+        project_id: &str,
+    ) -> Self {
+        let fingerprint = loaded.credentials.fingerprint();
+        Self {
+            budget_key: BudgetKey {
+                endpoint: target.endpoint.authority(),
+                credentials: fingerprint.clone(),
+            },
+            key: CallKey {
+                endpoint: target.endpoint.to_string(),
+                project_id: project_id.to_owned(),
+                workspace_id: target.workspace_id.clone(),
+                credentials: fingerprint,
+            },
+            // A forced poll wants a new answer; a scheduled one may take an answer another
+            // watch of the same target got within half an interval.
+            fresh_within: if request.forced {
+                Duration::ZERO
+            } else {
+                request.interval / 2
+            },
+        }
+    }
+}
+
+/// The pool lists of one poll, after its statistics call.
+struct PoolListCall<'a> {
+    target: &'a WatchTarget,
+    loaded: &'a LoadedCredentials,
+    project_id: &'a str,
+    shared: &'a TargetCall,
+}
+
+/// How long a poll waits for the budget to let its pool lists through before it shows its
+/// counts without new details: the wait is a reservation of its own, so it is short unless the
+/// key's rate is far over its budget.
+pub const MAX_LIST_WAIT: Duration = Duration::from_secs(10);
+
+/// The pool details of a successful poll.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Details {
+    /// The watch does not ask for them (`spec.poolDetails` is false).
+    Off,
+    /// Both lists answered: the current and the failed pools, merged.
+    Listed(Arc<PoolList>),
+    /// A list failed: the last good details stay, and the watch says why.
+    Failed(Failure),
+    /// The budget put the lists off past [`MAX_LIST_WAIT`]: nothing new to show.
+    Deferred,
+}
+
 /// The outcome of one attempt to poll.
 #[derive(Debug)]
 pub enum Poll {
@@ -72,6 +146,8 @@ pub enum Poll {
         statistics: PoolStatistics,
         /// The project id used.
         project_id: String,
+        /// The pools, when the watch asks for them.
+        details: Details,
     },
     /// The poll failed.
     Failed(Failure),
@@ -150,7 +226,7 @@ impl Context {
         self.statistics(request, call, reservation).await
     }
 
-    /// The statistics `call` asks for.
+    /// The statistics `call` asks for and, when the watch wants them, its pools.
     async fn statistics(
         &self,
         request: &PollRequest<'_>,
@@ -162,55 +238,38 @@ impl Context {
             loaded,
             project_id,
         } = call;
-        let credentials = &loaded.credentials;
-        let fingerprint = credentials.fingerprint();
-        let budget_key = BudgetKey {
-            endpoint: target.endpoint.authority(),
-            credentials: fingerprint.clone(),
-        };
-        let key = CallKey {
-            endpoint: target.endpoint.to_string(),
-            project_id: project_id.clone(),
-            workspace_id: target.workspace_id.clone(),
-            credentials: fingerprint,
-        };
-        // A forced poll wants a new answer; a scheduled one may take an answer another watch
-        // of the same target got within half an interval.
-        let fresh_within = if request.forced {
-            Duration::ZERO
-        } else {
-            request.interval / 2
-        };
+        let shared = TargetCall::new(request, target, loaded, &project_id);
         let client = self.modelarts.clone();
-        let (endpoint, call_credentials) = (target.endpoint.clone(), credentials.clone());
-        let (call_project, workspace) = (project_id.clone(), target.workspace_id.clone());
+        let credentials = loaded.credentials.clone();
+        let (endpoint, call_project, workspace) = (
+            target.endpoint.clone(),
+            project_id.clone(),
+            target.workspace_id.clone(),
+        );
         let wanted = Wanted {
-            key,
-            fresh_within,
+            key: shared.key.clone(),
+            fresh_within: shared.fresh_within,
             is_failure: Result::is_err,
         };
         let answer = self
             .statistics
             .get(
                 wanted,
-                self.admission(&budget_key, reservation),
+                self.admission(&shared.budget_key, reservation),
                 async move {
                     client
-                        .pool_statistics(&endpoint, &call_credentials, &call_project, &workspace)
+                        .pool_statistics(&endpoint, &credentials, &call_project, &workspace)
                         .await
                 },
             )
             .await;
-        match answer {
+        let statistics = match answer {
             SharedOutcome::Answer {
                 value: Ok(statistics),
                 called,
             } => {
                 debug!(shared = !called, "statistics answered");
-                Poll::Polled {
-                    statistics,
-                    project_id,
-                }
+                statistics
             }
             SharedOutcome::Answer {
                 value: Err(error), ..
@@ -219,10 +278,107 @@ impl Context {
                     // Rotated keys are read again at once for the next poll.
                     self.forget_credentials(request.namespace, &target.credentials);
                 }
-                Poll::Failed(Failure::from_upstream(&error, &loaded.version))
+                return Poll::Failed(Failure::from_upstream(&error, &loaded.version));
             }
-            SharedOutcome::Deferred(wait) => Poll::Deferred(wait),
-            SharedOutcome::Lost => Poll::Failed(Failure::interrupted()),
+            SharedOutcome::Deferred(wait) => return Poll::Deferred(wait),
+            SharedOutcome::Lost => return Poll::Failed(Failure::interrupted()),
+        };
+        let details = if target.pool_details {
+            let list = PoolListCall {
+                target,
+                loaded,
+                project_id: &project_id,
+                shared: &shared,
+            };
+            self.pool_details(list, reservation).await
+        } else {
+            Details::Off
+        };
+        Poll::Polled {
+            statistics,
+            project_id,
+            details,
+        }
+    }
+
+    /// The workspace's pools: the current and the failed ones, each list shared between the
+    /// watches of the target like the statistics. The counts are already in hand, so nothing
+    /// here fails the poll: a failed list is [`Details::Failed`], and a list the budget puts
+    /// off is waited for (the wait is a reservation of this poll's own) up to
+    /// [`MAX_LIST_WAIT`], then [`Details::Deferred`].
+    async fn pool_details(
+        &self,
+        call: PoolListCall<'_>,
+        reservation: &mut Option<Reservation>,
+    ) -> Details {
+        let lists = async {
+            let current = self
+                .pool_list(&call, PoolListFilter::Current, reservation)
+                .await?;
+            let failed = self
+                .pool_list(&call, PoolListFilter::Failed, reservation)
+                .await?;
+            Ok(PoolList::merge(
+                PoolList::clone(&current),
+                PoolList::clone(&failed),
+            ))
+        };
+        match lists.await {
+            Ok(merged) => Details::Listed(Arc::new(merged)),
+            Err(details) => details,
+        }
+    }
+
+    /// One pool list of `call`, waiting out the budget's deferrals for up to [`MAX_LIST_WAIT`].
+    async fn pool_list(
+        &self,
+        call: &PoolListCall<'_>,
+        filter: PoolListFilter,
+        reservation: &mut Option<Reservation>,
+    ) -> Result<Arc<PoolList>, Details> {
+        let give_up = Instant::now() + MAX_LIST_WAIT;
+        loop {
+            let client = self.modelarts.clone();
+            let credentials = call.loaded.credentials.clone();
+            let (endpoint, project, workspace) = (
+                call.target.endpoint.clone(),
+                call.project_id.to_owned(),
+                call.target.workspace_id.clone(),
+            );
+            let wanted = Wanted {
+                key: PoolListKey {
+                    call: call.shared.key.clone(),
+                    filter,
+                },
+                fresh_within: call.shared.fresh_within,
+                is_failure: Result::is_err,
+            };
+            let answer = self
+                .pool_lists
+                .get(
+                    wanted,
+                    self.admission(&call.shared.budget_key, reservation),
+                    async move {
+                        client
+                            .list_pools(&endpoint, &credentials, &project, &workspace, filter)
+                            .await
+                            .map(Arc::new)
+                    },
+                )
+                .await;
+            match answer {
+                SharedOutcome::Answer { value, called } => {
+                    debug!(shared = !called, ?filter, "pool list answered");
+                    return value.map_err(|error| Details::Failed(Failure::from_pool_list(&error)));
+                }
+                SharedOutcome::Deferred(wait) if Instant::now() + wait <= give_up => {
+                    tokio::time::sleep(wait).await;
+                }
+                SharedOutcome::Deferred(_) => return Err(Details::Deferred),
+                SharedOutcome::Lost => {
+                    return Err(Details::Failed(Failure::interrupted()));
+                }
+            }
         }
     }
 

@@ -15,6 +15,21 @@ pub const SUSPENDED: &str = "Suspended";
 pub const POOLS_FAILED: &str = "PoolsFailed";
 /// No pool failed to be created.
 pub const NO_FAILED_POOLS: &str = "NoFailedPools";
+/// Some pools are Abnormal or Error (a condition reason, with `spec.poolDetails`).
+pub const POOLS_ABNORMAL: &str = "PoolsAbnormal";
+/// Every listed pool is Running (with `spec.poolDetails`): what a script waits for.
+pub const ALL_POOLS_RUNNING: &str = "AllPoolsRunning";
+/// No listed pool is Abnormal, Error or failed, but some are not Running yet (Creating,
+/// Deleting, or a phase this version does not know).
+pub const NO_UNHEALTHY_POOLS: &str = "NoUnhealthyPools";
+/// Event: a pool turned Abnormal or Error, or is listed so for the first time.
+pub const POOL_ABNORMAL: &str = "PoolAbnormal";
+/// Event: a pool failed to be created (it appeared in the failed list).
+pub const POOL_FAILED: &str = "PoolFailed";
+/// Event: an Abnormal or Error pool is Running again.
+pub const POOL_RECOVERED: &str = "PoolRecovered";
+/// Event: listing the pools fails (the counts may still update).
+pub const POOL_LIST_FAILED: &str = "PoolListFailed";
 /// Event: the first counts of a watch.
 pub const FIRST_SYNC: &str = "FirstSync";
 /// Event: polling succeeds again after a failure.
@@ -46,8 +61,15 @@ pub const INVALID_CREDENTIALS: &str = "InvalidCredentials";
 
 /// Every reason of this module, for the uniqueness check.
 #[cfg(test)]
-const ALL: [&str; 17] = [
+const ALL: [&str; 24] = [
     SYNCED,
+    POOLS_ABNORMAL,
+    ALL_POOLS_RUNNING,
+    NO_UNHEALTHY_POOLS,
+    POOL_ABNORMAL,
+    POOL_FAILED,
+    POOL_RECOVERED,
+    POOL_LIST_FAILED,
     PROGRESSING,
     SUSPENDED,
     POOLS_FAILED,

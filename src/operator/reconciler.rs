@@ -21,7 +21,7 @@ use super::context::Context;
 use super::failure::{Failure, unusable_marker};
 use super::memory::{MemoryLease, StalledOnSecret, WatchKey, WatchMemory};
 use super::metrics::WatchLabels;
-use super::poll::Poll;
+use super::poll::{Details, Poll};
 use super::schedule::{self, Decision, Jitter, PollReason};
 use super::status::{self, Notice, Outcome, Severity};
 use super::target::{CredentialSource, SpecError, WatchTarget, schedule_interval};
@@ -273,7 +273,8 @@ impl<'a> WatchReconciler<'a> {
             Poll::Polled {
                 statistics,
                 project_id,
-            } => self.succeeded(&statistics, project_id),
+                details,
+            } => self.succeeded(&statistics, project_id, details),
             Poll::Failed(failure) => self.failed(failure),
         };
         self.apply(&outcome).await?;
@@ -302,7 +303,12 @@ impl<'a> WatchReconciler<'a> {
         Next::In(wait.max(MIN_DEFERRAL))
     }
 
-    fn succeeded(&mut self, statistics: &PoolStatistics, project_id: String) -> Outcome {
+    fn succeeded(
+        &mut self,
+        statistics: &PoolStatistics,
+        project_id: String,
+        details: Details,
+    ) -> Outcome {
         let now = Instant::now();
         self.ctx.metrics.count_poll("success");
         let token = self.answered_refresh.clone();
@@ -315,10 +321,24 @@ impl<'a> WatchReconciler<'a> {
             &self.labels(),
             Timestamp::now().as_millisecond() as f64 / 1000.0,
         );
+        let details = match details {
+            Details::Failed(mut failure) => {
+                // The counts are shown; the list's failure is the watch's to report, once per
+                // poll like any other.
+                warn!(
+                    reason = failure.reason,
+                    "pool list failed: {}", failure.message
+                );
+                failure.message = shorten(&failure.message);
+                Details::Failed(failure)
+            }
+            other => other,
+        };
         Outcome::Polled {
             pools: counts_of(statistics),
             operation_time: statistics.operation_time.clone(),
             project_id,
+            details,
         }
     }
 
@@ -397,12 +417,13 @@ impl<'a> WatchReconciler<'a> {
     /// Computes the status after `outcome`, writes it if it changed, publishes the events its
     /// transitions deserve and updates the watch's metrics.
     async fn apply(&mut self, outcome: &Outcome) -> Result<(), Error> {
-        let mut next = status::next_status(
-            &self.status,
-            self.request.generation,
-            outcome,
-            Timestamp::now(),
-        );
+        let mut base = self.status.clone();
+        if !self.wants_pool_details() {
+            // Turned off (or never on): whatever the outcome, the details go with the wish.
+            status::forget_details(&mut base);
+        }
+        let mut next =
+            status::next_status(&base, self.request.generation, outcome, Timestamp::now());
         // Which kind of credentials is in use, for `kubectl get -o wide`: derived from the
         // spec, so it changes only with it.
         if let Ok(target) = &self.target {
@@ -418,6 +439,9 @@ impl<'a> WatchReconciler<'a> {
         if let Some(pools) = &next.pools {
             self.ctx.metrics.set_pools(&labels, pools);
         }
+        self.ctx
+            .metrics
+            .set_pool_details(&labels, &next.pool_details);
         for condition in &next.conditions {
             self.ctx
                 .metrics
@@ -517,6 +541,15 @@ impl<'a> WatchReconciler<'a> {
             generation: self.request.generation,
             refresh_token: token.as_deref(),
             suspended: self.request.suspended,
+        }
+    }
+
+    /// Whether the spec asks for pool details. An unusable spec keeps what is shown, as it
+    /// keeps the counts.
+    fn wants_pool_details(&self) -> bool {
+        match &self.target {
+            Ok(target) => target.pool_details,
+            Err(_) => self.watch.spec.pool_details,
         }
     }
 

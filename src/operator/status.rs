@@ -1,12 +1,16 @@
 //! The status a watch should have after an outcome: counts, conditions and the events their
 //! transitions deserve. Pure functions of the previous status, the outcome and the time.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{PoolCounts, PoolStatisticsWatchStatus};
+use crate::api::{PoolCounts, PoolDetail, PoolPhase, PoolStatisticsWatchStatus};
 
 use super::failure::Failure;
+use super::poll::Details;
+use super::pool_details::{self, details_of, unhealthy};
 use super::reasons;
 
 /// Condition type: the counts are fresh.
@@ -15,8 +19,11 @@ pub const READY: &str = "Ready";
 pub const STALLED: &str = "Stalled";
 /// Condition type: a new generation has no poll result yet.
 pub const RECONCILING: &str = "Reconciling";
-/// Condition type: no pool failed to be created.
+/// Condition type: no pool failed to be created (and, with `spec.poolDetails`, none is
+/// Abnormal or Error).
 pub const POOLS_HEALTHY: &str = "PoolsHealthy";
+/// Condition type, with `spec.poolDetails`: the latest pool lists succeeded.
+pub const POOL_DETAILS_SYNCED: &str = "PoolDetailsSynced";
 
 /// What one reconcile found out.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +38,8 @@ pub enum Outcome {
         operation_time: Option<String>,
         /// The project id that was used.
         project_id: String,
+        /// The pools, when the watch asks for them.
+        details: Details,
     },
     /// The poll failed.
     Failed {
@@ -75,6 +84,7 @@ pub fn next_status(
             pools,
             operation_time,
             project_id,
+            details,
         } => {
             // operationTime is the time of the counts shown: ModelArts stamps every answer
             // anew, so it moves only when the counts do, or every poll would write the status.
@@ -94,6 +104,7 @@ pub fn next_status(
                 false,
                 (reasons::SYNCED, "The latest poll succeeded"),
             );
+            show_details(&mut next, generation, details, now);
         }
         Outcome::Failed {
             failure,
@@ -123,17 +134,120 @@ pub fn next_status(
             conditions.set(RECONCILING, false, (reasons::SUSPENDED, message));
         }
     }
-    if let Some(pools) = next.pools {
-        let failed = pools.failed.unwrap_or(0);
-        if failed > 0 {
-            let message = format!("{failed} pool(s) failed to be created in the last three days");
-            conditions.set(POOLS_HEALTHY, false, (reasons::POOLS_FAILED, &message));
-        } else {
-            let message = "No pool failed to be created in the last three days";
-            conditions.set(POOLS_HEALTHY, true, (reasons::NO_FAILED_POOLS, message));
+    set_pools_healthy(&mut next, generation, now);
+    next
+}
+
+/// Shows the pool lists' outcome: the pools and `PoolDetailsSynced`. A failed list keeps the
+/// last good pools, and says so.
+fn show_details(
+    next: &mut PoolStatisticsWatchStatus,
+    generation: Option<i64>,
+    details: &Details,
+    now: Timestamp,
+) {
+    match details {
+        Details::Off => forget_details(next),
+        Details::Deferred => {}
+        Details::Listed(list) => {
+            let shown = details_of(list);
+            next.pool_details = shown.pools;
+            next.pool_details_omitted = i64::try_from(shown.omitted).ok().filter(|n| *n > 0);
+            let mut message = "The latest pool lists succeeded".to_owned();
+            if shown.unusable > 0 {
+                message.push_str(&format!(
+                    "; {} item(s) of ModelArts' answer were not usable pools and are not shown",
+                    shown.unusable
+                ));
+            }
+            conditions_of(next, generation, now).set(
+                POOL_DETAILS_SYNCED,
+                true,
+                (reasons::SYNCED, &message),
+            );
+        }
+        Details::Failed(failure) => {
+            let kept = if next.pool_details.is_empty() {
+                "no pool details yet"
+            } else {
+                "the pools shown are from the last good list"
+            };
+            let message = format!("{}; the counts still update, {kept}", failure.message);
+            conditions_of(next, generation, now).set(
+                POOL_DETAILS_SYNCED,
+                false,
+                (failure.reason, &message),
+            );
         }
     }
-    next
+}
+
+/// Removes the pool details and their condition: the watch no longer asks for them.
+pub fn forget_details(status: &mut PoolStatisticsWatchStatus) {
+    status.pool_details.clear();
+    status.pool_details_omitted = None;
+    status.conditions.retain(|c| c.type_ != POOL_DETAILS_SYNCED);
+}
+
+/// `PoolsHealthy`, once there is data: False naming the pools shown as Abnormal, Error or
+/// failed, else False when the counts say pools failed, else True.
+fn set_pools_healthy(
+    next: &mut PoolStatisticsWatchStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let Some(pools) = next.pools else {
+        return;
+    };
+    let listed = !next.pool_details.is_empty() || is_true(next, POOL_DETAILS_SYNCED);
+    let failed = pools.failed.unwrap_or(0);
+    let (healthy, reason, message) = if let Some((reason, message)) = unhealthy(&next.pool_details)
+    {
+        (false, reason, message)
+    } else if failed > 0 {
+        let message = format!("{failed} pool(s) failed to be created in the last three days");
+        (false, reasons::POOLS_FAILED, message)
+    } else if listed {
+        pools_not_unhealthy(&next.pool_details)
+    } else {
+        let message = "No pool failed to be created in the last three days".to_owned();
+        (true, reasons::NO_FAILED_POOLS, message)
+    };
+    conditions_of(next, generation, now).set(POOLS_HEALTHY, healthy, (reason, &message));
+}
+
+/// `PoolsHealthy` True for listed pools of which none is unhealthy: `AllPoolsRunning` when
+/// each is Running, else `NoUnhealthyPools` with how many are in which phase.
+fn pools_not_unhealthy(pools: &[PoolDetail]) -> (bool, &'static str, String) {
+    let mut others: BTreeMap<&str, usize> = BTreeMap::new();
+    for pool in pools.iter().filter(|p| p.phase != PoolPhase::Running) {
+        *others.entry(pool.phase.as_str()).or_default() += 1;
+    }
+    if others.is_empty() {
+        let message = format!("All {} pool(s) are Running", pools.len());
+        return (true, reasons::ALL_POOLS_RUNNING, message);
+    }
+    let counted: Vec<String> = others
+        .iter()
+        .map(|(phase, n)| format!("{n} {phase}"))
+        .collect();
+    let message = format!(
+        "No pool is abnormal, broken or failed; not Running yet: {}",
+        counted.join(", ")
+    );
+    (true, reasons::NO_UNHEALTHY_POOLS, message)
+}
+
+fn conditions_of(
+    status: &mut PoolStatisticsWatchStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Conditions<'_> {
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now,
+    }
 }
 
 /// Why a condition has its status: a reason word and a message for people.
@@ -210,7 +324,8 @@ pub struct Notice {
 }
 
 /// The events that the change from `previous` to `next` deserves: first success, a failure (or
-/// a different failure), recovery, and a rise in failed pools. Nothing for an unchanged state.
+/// a different failure), recovery, a failing pool list, a pool's change of phase (with
+/// `spec.poolDetails`) or else a rise in failed pools. Nothing for an unchanged state.
 pub fn transition_notices(
     previous: &PoolStatisticsWatchStatus,
     next: &PoolStatisticsWatchStatus,
@@ -246,9 +361,24 @@ pub fn transition_notices(
                 .unwrap_or_default(),
         });
     }
+    if let Some(list_failed) = condition(next, POOL_DETAILS_SYNCED).filter(|c| c.status == "False")
+        && condition(previous, POOL_DETAILS_SYNCED).is_none_or(|c| c.status != "False")
+    {
+        notices.push(Notice {
+            severity: Severity::Warning,
+            reason: reasons::POOL_LIST_FAILED.to_owned(),
+            note: list_failed.message.clone(),
+        });
+    }
+    notices.extend(pool_details::pool_notices(
+        &previous.pool_details,
+        &next.pool_details,
+    ));
+    // With pool details, each failed pool has an event of its own.
+    let listed = is_true(next, POOL_DETAILS_SYNCED) || !next.pool_details.is_empty();
     let failed =
         |status: &PoolStatisticsWatchStatus| status.pools.and_then(|p| p.failed).unwrap_or(0);
-    if previous.pools.is_some() && failed(next) > failed(previous) {
+    if !listed && previous.pools.is_some() && failed(next) > failed(previous) {
         notices.push(Notice {
             severity: Severity::Warning,
             reason: reasons::POOLS_FAILED.to_owned(),
@@ -285,7 +415,10 @@ fn describe(pools: PoolCounts) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::modelarts::{Pool, PoolList, PoolPhase};
     use crate::operator::failure::Retry;
 
     fn at(seconds: i64) -> Timestamp {
@@ -307,6 +440,7 @@ mod tests {
             pools: pools(created, failed),
             operation_time: Some("2025-03-27 11:48:55.446172146 +0000 UTC".to_owned()),
             project_id: "p1".to_owned(),
+            details: Details::Off,
         }
     }
 
@@ -380,6 +514,7 @@ mod tests {
             pools: pools(created, 0),
             operation_time: Some(time.to_owned()),
             project_id: "p1".to_owned(),
+            details: Details::Off,
         };
         let first = next_status(&Default::default(), Some(1), &stamped(9, "t1"), at(0));
         let same = next_status(&first, Some(1), &stamped(9, "t2"), at(30));
@@ -490,5 +625,195 @@ mod tests {
 
         let worse = next_status(&recovered, Some(1), &polled(9, 3), at(5));
         assert_eq!(reasons(&recovered, &worse), [reasons::POOLS_FAILED]);
+    }
+
+    fn pool(name: &str, phase: PoolPhase, message: &str) -> Pool {
+        Pool {
+            name: name.to_owned(),
+            display_name: Some(format!("{name}-display")),
+            phase,
+            message: (!message.is_empty()).then(|| message.to_owned()),
+            pool_type: Some("Dedicate".to_owned()),
+            created: Some("2026-11-30T08:00:00Z".to_owned()),
+            flavors: Vec::new(),
+            gpu_driver: None,
+            npu_driver: None,
+        }
+    }
+
+    fn listed(created: i64, failed: i64, listed: Vec<Pool>) -> Outcome {
+        Outcome::Polled {
+            pools: pools(created, failed),
+            operation_time: None,
+            project_id: "p1".to_owned(),
+            details: Details::Listed(Arc::new(PoolList {
+                pools: listed,
+                omitted: 0,
+                unusable: 0,
+            })),
+        }
+    }
+
+    fn with_details(outcome: &Outcome, details: Details) -> Outcome {
+        match outcome.clone() {
+            Outcome::Polled {
+                pools,
+                operation_time,
+                project_id,
+                ..
+            } => Outcome::Polled {
+                pools,
+                operation_time,
+                project_id,
+                details,
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn listed_pools_are_shown_and_name_the_unhealthy_ones_worst_first() {
+        let pools = vec![
+            pool("pool-a", PoolPhase::Running, ""),
+            pool("pool-b", PoolPhase::Failed, "quota exceeded"),
+            pool("pool-c", PoolPhase::Abnormal, "2 nodes NotReady"),
+        ];
+        let status = next_status(&Default::default(), Some(1), &listed(2, 1, pools), at(0));
+        let names: Vec<&str> = status
+            .pool_details
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["pool-a", "pool-b", "pool-c"], "sorted by name");
+        assert_eq!(
+            status_of(&status, POOL_DETAILS_SYNCED),
+            ("True", reasons::SYNCED)
+        );
+        assert_eq!(
+            status_of(&status, POOLS_HEALTHY),
+            ("False", reasons::POOLS_ABNORMAL)
+        );
+        let message = &condition(&status, POOLS_HEALTHY).unwrap().message;
+        assert_eq!(
+            message,
+            "pool-c (pool-c-display) Abnormal: 2 nodes NotReady; pool-b (pool-b-display) Failed: quota exceeded"
+        );
+        assert!(status.pool_details_omitted.is_none());
+    }
+
+    #[test]
+    fn only_failed_pools_say_pools_failed_and_healthy_ones_say_so() {
+        let failed = listed(1, 1, vec![pool("pool-b", PoolPhase::Failed, "no quota")]);
+        let status = next_status(&Default::default(), Some(1), &failed, at(0));
+        assert_eq!(
+            status_of(&status, POOLS_HEALTHY),
+            ("False", reasons::POOLS_FAILED)
+        );
+        let healthy = listed(1, 0, vec![pool("pool-a", PoolPhase::Running, "")]);
+        let status = next_status(&status, Some(1), &healthy, at(1));
+        assert_eq!(
+            status_of(&status, POOLS_HEALTHY),
+            ("True", reasons::ALL_POOLS_RUNNING)
+        );
+    }
+
+    #[test]
+    fn a_failed_list_keeps_the_last_good_pools_and_says_so() {
+        let good = listed(1, 0, vec![pool("pool-a", PoolPhase::Abnormal, "disk")]);
+        let first = next_status(&Default::default(), Some(1), &good, at(0));
+        let refused = Failure {
+            reason: "AccessDenied",
+            message: "listing the pools failed: denied".to_owned(),
+            retry: Retry::Permanent,
+            credentials: None,
+        };
+        let outcome = with_details(&polled(3, 0), Details::Failed(refused.clone()));
+        let status = next_status(&first, Some(1), &outcome, at(10));
+        assert_eq!(status.pools, Some(pools(3, 0)), "the counts still update");
+        assert_eq!(
+            status.pool_details, first.pool_details,
+            "last good pools kept"
+        );
+        assert_eq!(status_of(&status, READY), ("True", reasons::SYNCED));
+        assert_eq!(
+            status_of(&status, POOL_DETAILS_SYNCED),
+            ("False", "AccessDenied")
+        );
+        let message = &condition(&status, POOL_DETAILS_SYNCED).unwrap().message;
+        assert!(message.contains("last good list"), "{message}");
+        assert_eq!(
+            status_of(&status, POOLS_HEALTHY),
+            ("False", reasons::POOLS_ABNORMAL),
+            "judged by the pools shown"
+        );
+        let reasons: Vec<String> = transition_notices(&first, &status)
+            .into_iter()
+            .map(|n| n.reason)
+            .collect();
+        assert_eq!(reasons, [reasons::POOL_LIST_FAILED]);
+        // The same failure again: nothing new to write or say.
+        let again = next_status(&status, Some(1), &outcome, at(20));
+        assert_eq!(again, status);
+        assert!(transition_notices(&status, &again).is_empty());
+
+        // Without any good list yet, it says there are none.
+        let fresh = next_status(&Default::default(), Some(1), &outcome, at(0));
+        let message = &condition(&fresh, POOL_DETAILS_SYNCED).unwrap().message;
+        assert!(message.contains("no pool details yet"), "{message}");
+    }
+
+    #[test]
+    fn the_same_pools_again_change_nothing_and_publish_nothing() {
+        let outcome = listed(2, 0, vec![pool("pool-a", PoolPhase::Abnormal, "disk")]);
+        let first = next_status(&Default::default(), Some(1), &outcome, at(0));
+        let second = next_status(&first, Some(1), &outcome, at(300));
+        assert_eq!(first, second);
+        assert!(transition_notices(&first, &second).is_empty());
+    }
+
+    #[test]
+    fn pool_transitions_publish_per_pool_events_instead_of_the_count_rise() {
+        let running = listed(2, 0, vec![pool("pool-a", PoolPhase::Running, "")]);
+        let first = next_status(&Default::default(), Some(1), &running, at(0));
+        let abnormal = listed(
+            2,
+            1,
+            vec![
+                pool("pool-a", PoolPhase::Abnormal, "node down"),
+                pool("pool-b", PoolPhase::Failed, "no quota"),
+            ],
+        );
+        let bad = next_status(&first, Some(1), &abnormal, at(1));
+        let notices = transition_notices(&first, &bad);
+        let reasons: Vec<&str> = notices.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, [reasons::POOL_ABNORMAL, reasons::POOL_FAILED]);
+        assert!(notices[0].note.contains("node down"), "{:?}", notices[0]);
+        assert_eq!(notices[0].severity, Severity::Warning);
+        let back = next_status(&bad, Some(1), &running, at(2));
+        let notices = transition_notices(&bad, &back);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert_eq!(notices[0].reason, reasons::POOL_RECOVERED);
+        assert_eq!(notices[0].severity, Severity::Normal);
+    }
+
+    #[test]
+    fn turning_details_off_clears_them() {
+        let outcome = listed(2, 0, vec![pool("pool-a", PoolPhase::Running, "")]);
+        let first = next_status(&Default::default(), Some(1), &outcome, at(0));
+        let off = next_status(&first, Some(2), &polled(2, 0), at(1));
+        assert!(off.pool_details.is_empty());
+        assert!(condition(&off, POOL_DETAILS_SYNCED).is_none());
+        assert_eq!(
+            status_of(&off, POOLS_HEALTHY),
+            ("True", reasons::NO_FAILED_POOLS)
+        );
+    }
+
+    #[test]
+    fn a_deferred_list_changes_nothing_of_the_details() {
+        let outcome = listed(2, 0, vec![pool("pool-a", PoolPhase::Running, "")]);
+        let first = next_status(&Default::default(), Some(1), &outcome, at(0));
+        let deferred = with_details(&outcome, Details::Deferred);
+        assert_eq!(next_status(&first, Some(1), &deferred, at(1)), first);
     }
 }

@@ -107,6 +107,8 @@ pub struct WatchTarget {
     pub interval: Duration,
     /// Where the credentials come from.
     pub credentials: CredentialSource,
+    /// Whether each poll also lists the workspace's pools (`spec.poolDetails`).
+    pub pool_details: bool,
 }
 
 impl WatchTarget {
@@ -161,6 +163,7 @@ impl WatchTarget {
             workspace_id: spec.workspace_id.clone(),
             interval,
             credentials,
+            pool_details: spec.pool_details,
         };
         target.check_endpoints(spec, policy)?;
         Ok(target)
@@ -305,6 +308,7 @@ mod tests {
             operator_identity: None,
             interval: "5m".to_owned(),
             suspend: false,
+            pool_details: false,
         }
     }
 

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub enum Api {
     /// `GET /v2/{project_id}/statistics/pools`.
     Statistics,
+    /// `GET /v2/{project_id}/pools`: ListPools.
+    ListPools,
     /// `GET /v3/projects` on IAM.
     Iam,
     /// `POST /v3.0/OS-AUTH/id-token/tokens` on IAM: an OIDC id_token for an IAM token.
@@ -30,6 +32,7 @@ impl Api {
     pub fn as_str(&self) -> &'static str {
         match self {
             Api::Statistics => "statistics",
+            Api::ListPools => "listPools",
             Api::Iam => "iam",
             Api::IdToken => "idToken",
             Api::SecurityToken => "securityToken",
@@ -43,7 +46,7 @@ impl Api {
     /// Whether requests to it must be signed with an access key (the keyless endpoints are how
     /// a client without one gets one).
     pub fn is_signed(&self) -> bool {
-        matches!(self, Api::Statistics | Api::Iam)
+        matches!(self, Api::Statistics | Api::ListPools | Api::Iam)
     }
 }
 

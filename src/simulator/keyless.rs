@@ -1174,6 +1174,7 @@ mod tests {
             id: project.to_owned(),
             region: None,
             workspaces: [("0".to_owned(), SimulatedCounts::new(0, 9, 0, 0, 1))].into(),
+            ..ProjectConfig::default()
         });
         SimulatorSetup {
             identity_providers: vec![idp()],

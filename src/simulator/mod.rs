@@ -2,7 +2,9 @@
 //!
 //! On one listener it serves:
 //!
-//! - ModelArts' `GET /v2/{project_id}/statistics/pools` and IAM's `GET /v3/projects`, signed
+//! - ModelArts' `GET /v2/{project_id}/statistics/pools`, its pool list (`GET
+//!   /v2/{project_id}/pools`, with the `workspaceId` and `status` filters, see [`pools`]) and
+//!   IAM's `GET /v3/projects`, signed
 //!   with SDK-HMAC-SHA256: it checks signatures and the 15-minute clock skew against the
 //!   configured keys and against the temporary credentials it issued itself (security token
 //!   required and signed, until they expire; limited to the projects their source allows).
@@ -22,6 +24,7 @@
 
 mod fault;
 mod keyless;
+mod pools;
 mod server;
 mod setup;
 mod state;
@@ -37,6 +40,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::https::TlsListener;
 pub use fault::{Api, Fault, FaultKind, LONG_REQUEST_ID_BYTES, long_text};
+pub use pools::{FAILED_PHASE, SimulatedDriver, SimulatedFlavor, SimulatedPool};
 pub use setup::{
     DEMO_ACCESS_KEY_ID, DEMO_PROJECT_ID, DEMO_REGION, DEMO_SECRET_ACCESS_KEY, FederationRule,
     IdentityProviderConfig, KeyConfig, MetadataConfig, PodIdentityConfig, ProjectConfig,
@@ -239,6 +243,11 @@ impl SimulatorHandle {
     /// Sets the counts one workspace reports (creating the project if needed).
     pub fn set_counts(&self, project: &str, workspace: &str, counts: SimulatedCounts) {
         self.state.set_counts(project, workspace, counts);
+    }
+
+    /// Sets the pools a workspace lists; false when the workspace has no counts (set them first).
+    pub fn set_pools(&self, project: &str, workspace: &str, pools: Vec<SimulatedPool>) -> bool {
+        self.state.set_pools(project, workspace, pools)
     }
 
     /// Removes a workspace; it then answers 404.

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::fault::{Api, Fault, FaultKind, default_error, long_request_id, long_text};
 use super::keyless;
+use super::pools::SimulatedPool;
 use super::setup::SimulatedCounts;
 use super::state::{Lookup, RequestFilter, RequestKey, State as SimState};
 use crate::modelarts::Clock;
@@ -47,6 +48,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(
             "/counts/{project}/{workspace}",
             put(admin_set_counts).delete(admin_remove_counts),
+        )
+        .route(
+            "/pools/{project}/{workspace}",
+            put(admin_set_pools).delete(admin_remove_pools),
         )
         .route(
             "/faults",
@@ -132,6 +137,16 @@ fn target(method: &Method, path: &str, query: &[(String, String)]) -> Target {
     match segments.as_slice() {
         ["", "v2", project, "statistics", "pools"] if get => Target {
             api: Api::Statistics,
+            project: Some((*project).to_owned()),
+            workspace: Some(
+                query
+                    .iter()
+                    .find(|(k, _)| k == "workspaceId")
+                    .map_or_else(|| "0".to_owned(), |(_, v)| v.clone()),
+            ),
+        },
+        ["", "v2", project, "pools"] if get => Target {
+            api: Api::ListPools,
             project: Some((*project).to_owned()),
             workspace: Some(
                 query
@@ -240,7 +255,11 @@ fn authenticate(
             format!("{PREFIX}: X-Sdk-Date is missing or not in the YYYYMMDDTHHMMSSZ format"),
         ));
     };
-    let setup_skew = app.state.setup().max_clock_skew.unwrap_or(MAX_CLOCK_SKEW);
+    // Read in place: cloning the whole setup per request costs what it holds (every pool).
+    let setup_skew = app
+        .state
+        .read_setup(|s| s.max_clock_skew)
+        .unwrap_or(MAX_CLOCK_SKEW);
     let now = SdkDate::from_system_time(app.clock.now());
     if date.distance(now) > setup_skew {
         return Err((
@@ -435,7 +454,9 @@ pub(super) async fn gateway(State(app): State<Arc<App>>, request: Request) -> Re
         Api::PodIdentity => keyless::pod_identity(&app, &parts.headers, &request_id),
         Api::MetadataToken => keyless::metadata_token(&app, &parts.headers, &request_id),
         Api::Metadata => keyless::metadata_security_key(&app, &parts.headers, &request_id),
-        Api::Statistics | Api::Iam | Api::Other => answer(&app, &target, restriction, &request_id),
+        Api::Statistics | Api::ListPools | Api::Iam | Api::Other => {
+            answer(&app, &target, &query, restriction, &request_id)
+        }
     };
     let (status, response) = match fault.map(|f| f.kind) {
         None => normal(),
@@ -542,64 +563,78 @@ pub(super) async fn gateway(State(app): State<Arc<App>>, request: Request) -> Re
 fn answer(
     app: &App,
     target: &Target,
+    query: &[(String, String)],
     restriction: Option<&Restriction>,
     request_id: &str,
 ) -> (u16, Response) {
+    let project = target.project.as_deref().unwrap_or_default();
+    let workspace = target.workspace.as_deref().unwrap_or("0");
     match target.api {
-        Api::Statistics => {
-            let project = target.project.as_deref().unwrap_or_default();
-            let workspace = target.workspace.as_deref().unwrap_or("0");
-            if let Some(restriction) = restriction
-                && !restriction.projects.iter().any(|p| p == project)
-            {
-                // ModelArts' own refusal, not the gateway's: the credentials are valid.
-                return (
+        Api::Statistics | Api::ListPools
+            if restriction.is_some_and(|r| !r.projects.iter().any(|p| p == project)) =>
+        {
+            let principal = restriction.map_or("", |r| r.principal.as_str());
+            // ModelArts' own refusal, not the gateway's: the credentials are valid.
+            (
+                403,
+                error_body(
                     403,
-                    error_body(
-                        403,
-                        "ModelArts.0204",
-                        &format!(
-                            "Policy doesn't allow modelarts:pool:list to be performed: {} is not \
-                             allowed in project {project}.",
-                            restriction.principal
-                        ),
-                        request_id,
+                    "ModelArts.0204",
+                    &format!(
+                        "Policy doesn't allow modelarts:pool:list to be performed: {principal} is \
+                         not allowed in project {project}."
                     ),
+                    request_id,
+                ),
+            )
+        }
+        Api::ListPools => {
+            let status = query
+                .iter()
+                .find(|(k, _)| k == "status")
+                .map(|(_, v)| v.as_str());
+            if let Some(status) = status.filter(|s| !["created", "failed", "creating"].contains(s))
+            {
+                let message = format!(
+                    "Invalid status {status:?}: expected one of created, failed, creating."
+                );
+                return (
+                    400,
+                    error_body(400, "ModelArts.50004000", &message, request_id),
                 );
             }
-            match app.state.lookup(project, workspace) {
-                Lookup::Counts(counts) => {
-                    let operation_time = app
-                        .state
-                        .setup()
-                        .operation_time
-                        .unwrap_or_else(|| go_time_string(app.clock.now()));
-                    let body = json!({
-                        "statistics": {"status": counts},
-                        "operationTime": operation_time,
-                    });
+            match app.state.lookup_pools(project, workspace) {
+                Lookup::Found(pools) => {
+                    let body = super::pools::pool_list(&pools, workspace, status);
                     (200, json_body(StatusCode::OK, &body, request_id))
                 }
-                Lookup::NoProject => (
-                    404,
-                    error_body(
-                        404,
-                        "ModelArts.50015001",
-                        &format!("Project {project} not found."),
-                        request_id,
-                    ),
-                ),
-                Lookup::NoWorkspace => (
-                    404,
-                    error_body(
-                        404,
-                        "ModelArts.50015001",
-                        &format!("Workspace {workspace} not found in project {project}."),
-                        request_id,
-                    ),
+                Lookup::NoProject => {
+                    not_found(&format!("Project {project} not found."), request_id)
+                }
+                Lookup::NoWorkspace => not_found(
+                    &format!("Workspace {workspace} not found in project {project}."),
+                    request_id,
                 ),
             }
         }
+        Api::Statistics => match app.state.lookup(project, workspace) {
+            Lookup::Found(counts) => {
+                let operation_time = app
+                    .state
+                    .read_setup(|s| s.operation_time.clone())
+                    .unwrap_or_else(|| go_time_string(app.clock.now()));
+                let body = json!({
+                    "statistics": {"status": counts},
+                    "operationTime": operation_time,
+                });
+                (200, json_body(StatusCode::OK, &body, request_id))
+            }
+            Lookup::NoProject => not_found(&format!("Project {project} not found."), request_id),
+            Lookup::NoWorkspace => not_found(
+                &format!("Workspace {workspace} not found in project {project}."),
+                request_id,
+            ),
+        },
         Api::Iam => {
             let projects: Vec<Value> = app
                 .state
@@ -637,6 +672,14 @@ fn answer(
             ),
         ),
     }
+}
+
+/// ModelArts' 404 for a project or workspace it does not know.
+fn not_found(message: &str, request_id: &str) -> (u16, Response) {
+    (
+        404,
+        error_body(404, "ModelArts.50015001", message, request_id),
+    )
 }
 
 /// `response` with its `operationTime`, if it has one, made `bytes` long, and a long request id.
@@ -718,6 +761,28 @@ async fn admin_remove_counts(
     } else {
         StatusCode::NOT_FOUND.into_response()
     }
+}
+
+async fn admin_set_pools(
+    State(app): State<Arc<App>>,
+    Path((project, workspace)): Path<(String, String)>,
+    Json(pools): Json<Vec<SimulatedPool>>,
+) -> Response {
+    if app.state.set_pools(&project, &workspace, pools) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let message =
+            format!("workspace {workspace} of project {project} has no counts: PUT them first");
+        (StatusCode::NOT_FOUND, message).into_response()
+    }
+}
+
+async fn admin_remove_pools(
+    State(app): State<Arc<App>>,
+    Path((project, workspace)): Path<(String, String)>,
+) -> Response {
+    app.state.set_pools(&project, &workspace, Vec::new());
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn admin_faults(State(app): State<Arc<App>>) -> Response {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::pools::SimulatedPool;
+
 /// Pool counts of one workspace. An absent count is left out of the answer, which lets tests
 /// check that clients treat every count as optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +83,10 @@ pub struct ProjectConfig {
     /// Counts per workspace id. A workspace not listed answers 404 `ModelArts.50015001`.
     #[serde(default)]
     pub workspaces: BTreeMap<String, SimulatedCounts>,
+    /// The pools ListPools lists, per workspace id (of `workspaces`). A workspace without an
+    /// entry lists none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, Vec<SimulatedPool>>,
 }
 
 /// An OpenID Connect identity provider that the simulated IAM trusts: a Kubernetes cluster whose
@@ -243,6 +249,7 @@ impl SimulatorSetup {
                 id: DEMO_PROJECT_ID.to_owned(),
                 region: Some(DEMO_REGION.to_owned()),
                 workspaces: BTreeMap::from([("0".to_owned(), SimulatedCounts::new(0, 9, 0, 0, 1))]),
+                pools: BTreeMap::new(),
             }],
             ..Self::default()
         }
@@ -283,6 +290,20 @@ impl SimulatorSetup {
                     "project id {:?} must be non-empty letters, digits, - or _",
                     project.id
                 ));
+            }
+            for (workspace, pools) in &project.pools {
+                if !project.workspaces.contains_key(workspace) {
+                    return Err(format!(
+                        "project {:?} lists pools of workspace {workspace:?}, which is not among its workspaces",
+                        project.id
+                    ));
+                }
+                if let Some(pool) = pools.iter().find(|p| p.name.is_empty()) {
+                    return Err(format!(
+                        "every pool of workspace {workspace:?} needs a name (one of phase {:?} has none)",
+                        pool.phase
+                    ));
+                }
             }
         }
         for (index, idp) in self.identity_providers.iter().enumerate() {
@@ -337,6 +358,13 @@ impl SimulatorSetup {
              \x20   region: {DEMO_REGION}        # the project name IAM lists for GET /v3/projects?name=...\n\
              \x20   workspaces:\n\
              \x20     \"0\": {{creating: 0, created: 9, failed: 0, pending: 0, deleting: 1}}\n\
+             \x20   # pools:                      # what ListPools lists, per workspace\n\
+             \x20   #   \"0\":\n\
+             \x20   #     - name: pool-6d1b4a1c\n\
+             \x20   #       displayName: training\n\
+             \x20   #       phase: Abnormal         # Creating, Running, Abnormal, Deleting, Error; Failed: status=failed\n\
+             \x20   #       message: 2 nodes are NotReady\n\
+             \x20   #       flavors: [{{flavor: modelarts.vm.gpu.8ant8, count: 4, available: 2, abnormal: 2}}]\n\
              # maxClockSkew: 15m             # X-Sdk-Date tolerance, as the real gateway\n\
              # operationTime: \"2025-03-27 11:48:55.446172146 +0000 UTC\"   # default: now\n\
              # Keyless credentials: temporary AK/SK/security tokens issued to federated\n\

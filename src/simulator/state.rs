@@ -10,6 +10,7 @@ use crate::lock::lock;
 
 use super::fault::{Api, Fault};
 use super::keyless::Issued;
+use super::pools::SimulatedPool;
 use super::setup::{KeyConfig, SimulatedCounts, SimulatorSetup};
 
 /// Distinct counter rows kept; past this, new combinations are folded into one overflow row so
@@ -184,8 +185,8 @@ pub(crate) struct State {
 }
 
 /// What the statistics API answers for a (project, workspace).
-pub(crate) enum Lookup {
-    Counts(SimulatedCounts),
+pub(crate) enum Lookup<T> {
+    Found(T),
     NoProject,
     NoWorkspace,
 }
@@ -232,16 +233,45 @@ impl State {
         })
     }
 
-    pub fn lookup(&self, project: &str, workspace: &str) -> Lookup {
+    pub fn lookup(&self, project: &str, workspace: &str) -> Lookup<SimulatedCounts> {
         self.with(
             |i| match i.setup.projects.iter().find(|p| p.id == project) {
                 None => Lookup::NoProject,
                 Some(p) => match p.workspaces.get(workspace) {
-                    Some(c) => Lookup::Counts(*c),
+                    Some(c) => Lookup::Found(*c),
                     None => Lookup::NoWorkspace,
                 },
             },
         )
+    }
+
+    /// The pools of a workspace (none when it has no entry), if the workspace exists.
+    pub fn lookup_pools(&self, project: &str, workspace: &str) -> Lookup<Vec<SimulatedPool>> {
+        self.with(
+            |i| match i.setup.projects.iter().find(|p| p.id == project) {
+                None => Lookup::NoProject,
+                Some(p) if !p.workspaces.contains_key(workspace) => Lookup::NoWorkspace,
+                Some(p) => Lookup::Found(p.pools.get(workspace).cloned().unwrap_or_default()),
+            },
+        )
+    }
+
+    /// Sets the pools of a workspace; false (and nothing set) when the workspace has no counts.
+    pub fn set_pools(&self, project: &str, workspace: &str, pools: Vec<SimulatedPool>) -> bool {
+        self.with(|i| {
+            match i
+                .setup
+                .projects
+                .iter_mut()
+                .find(|p| p.id == project && p.workspaces.contains_key(workspace))
+            {
+                Some(p) => {
+                    p.pools.insert(workspace.to_owned(), pools);
+                    true
+                }
+                None => false,
+            }
+        })
     }
 
     /// `(id, region)` of the projects named `name` (all projects when `None`).
@@ -507,7 +537,7 @@ mod tests {
     fn set_counts_creates_missing_projects() {
         let state = State::new(SimulatorSetup::default());
         state.set_counts("new", "w", SimulatedCounts::new(1, 2, 3, 4, 5));
-        assert!(matches!(state.lookup("new", "w"), Lookup::Counts(c) if c.failed == Some(3)));
+        assert!(matches!(state.lookup("new", "w"), Lookup::Found(c) if c.failed == Some(3)));
         assert!(matches!(state.lookup("new", "x"), Lookup::NoWorkspace));
         assert!(matches!(state.lookup("old", "w"), Lookup::NoProject));
         assert!(state.remove_counts("new", "w"));

@@ -13,5 +13,6 @@ mod credentials;
 mod keyless;
 mod metrics_access;
 mod operator;
+mod pool_details;
 mod reliability;
 mod tenancy;

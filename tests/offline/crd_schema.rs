@@ -209,7 +209,15 @@ fn printer_columns_show_readiness_and_counts_at_a_glance() {
     );
     assert_eq!(
         shown(1),
-        ["PROJECT", "WORKSPACE", "CREDENTIALS", "DELETING", "REASON"]
+        ["DELETING", "PROJECT", "WORKSPACE", "CREDENTIALS", "REASON"]
+    );
+    // `-o wide` shows the columns in this order: the deleting count beside the other counts.
+    let all: Vec<String> = columns.iter().map(|c| c.name.to_uppercase()).collect();
+    assert_eq!(
+        all[..7],
+        [
+            "READY", "CREATED", "CREATING", "FAILED", "PENDING", "DELETING", "AGE"
+        ]
     );
 }
 

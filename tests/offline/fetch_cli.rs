@@ -1094,3 +1094,133 @@ async fn half_configured_sources_are_usage_errors() {
         "{stderr}"
     );
 }
+
+/// The pools `--pools` lists: one Abnormal with a long message, one that failed.
+fn seed_pools(handle: &SimulatorHandle) {
+    use poolwatch::simulator::{FAILED_PHASE, SimulatedPool};
+    let pools = vec![
+        SimulatedPool {
+            display_name: Some("training".to_owned()),
+            ..SimulatedPool::running("pool-b", "modelarts.vm.gpu.8ant8", 4).in_phase(
+                "Abnormal",
+                &format!("2 nodes are NotReady{}", ".".repeat(200)),
+            )
+        },
+        SimulatedPool::running("pool-a", "modelarts.vm.cpu.8u", 2)
+            .in_phase(FAILED_PHASE, "Insufficient quota"),
+    ];
+    assert!(handle.set_pools(PROJECT, "0", pools));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pools_are_listed_as_a_table_and_as_json() {
+    let handle = sim::start().await;
+    seed_pools(&handle);
+    let url = handle.base_url();
+    let base = ["--endpoint", &url, "--project-id", PROJECT, "--pools"];
+    let output = fetch(&base, &CREDS).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("POOL "))
+        .collect();
+    assert_eq!(table.len(), 3, "{stdout}");
+    let columns = |line: &str| -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        columns(table[0]),
+        ["POOL", "DISPLAY NAME", "PHASE", "TYPE", "NODES", "MESSAGE"]
+    );
+    assert_eq!(
+        columns(table[1]),
+        [
+            "pool-a",
+            "-",
+            "Failed",
+            "Dedicate",
+            "2/2",
+            "Insufficient quota"
+        ]
+    );
+    let b = columns(table[2]);
+    assert_eq!(
+        &b[..5],
+        ["pool-b", "training", "Abnormal", "Dedicate", "4/4"]
+    );
+    assert!(
+        b[5].starts_with("2 nodes are NotReady") && b[5].len() <= 60,
+        "{}",
+        b[5]
+    );
+    assert!(
+        stdout.contains("created"),
+        "the counts come first: {stdout}"
+    );
+
+    let mut json_args = base.to_vec();
+    json_args.extend(["--output", "json"]);
+    let output = fetch(&json_args, &CREDS).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        value["pools"]["created"], 9,
+        "the counts stay where they were: {value}"
+    );
+    assert_eq!(value["poolsOmitted"], 0);
+    let list = value["poolList"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 2, "{value}");
+    assert_eq!(
+        list[1],
+        json!({
+            "name": "pool-b", "displayName": "training", "phase": "Abnormal",
+            "message": format!("2 nodes are NotReady{}", ".".repeat(200)),
+            "poolType": "Dedicate", "created": "2026-11-30T08:00:00Z",
+            "flavors": [{"flavor": "modelarts.vm.gpu.8ant8", "count": 4, "maxCount": 8, "available": 4}],
+        })
+    );
+    // Without --pools, no list call at all.
+    let before = all(&handle, Api::ListPools);
+    let output = fetch(&base[..4], &CREDS).await;
+    assert!(output.status.success());
+    assert_eq!(all(&handle, Api::ListPools), before);
+    assert!(!text(&output).0.contains("POOL "));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_pool_list_keeps_the_counts_and_says_what_to_allow() {
+    let handle = sim::start().await;
+    seed_pools(&handle);
+    handle.inject(Fault::status(403).on(Api::ListPools));
+    let url = handle.base_url();
+    let output = fetch(
+        &[
+            "--endpoint",
+            &url,
+            "--project-id",
+            PROJECT,
+            "--pools",
+            "--output",
+            "json",
+        ],
+        &CREDS,
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(value["pools"]["created"], 9, "{value}");
+    assert_eq!(value["poolsError"]["reason"], "AccessDenied", "{value}");
+    assert!(value.get("poolList").is_none(), "{value}");
+    assert!(
+        stderr.contains("ListPools") && stderr.contains("modelarts:pool:list"),
+        "{stderr}"
+    );
+    assert_no_secret(&output);
+}

@@ -531,7 +531,7 @@ fn setup_with_duplicate_region() -> poolwatch::simulator::SimulatorSetup {
     setup.projects.push(poolwatch::simulator::ProjectConfig {
         id: "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".to_owned(),
         region: Some(REGION.to_owned()),
-        workspaces: Default::default(),
+        ..Default::default()
     });
     setup
 }

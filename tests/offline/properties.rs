@@ -37,6 +37,79 @@ fn sdk_dates_at_the_ends_of_time_round_trip() {
     }
 }
 
+/// Any JSON value, shallow: the leaves ListPools answers are made of, and some that are wrong.
+fn json_values() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "\\PC{0,80}".prop_map(Value::String),
+        prop_oneof![
+            Just("Running"),
+            Just("Abnormal"),
+            Just("Error"),
+            Just("Creating"),
+            Just("Deleting"),
+            Just("dup"),
+        ]
+        .prop_map(|s| Value::String(s.to_owned())),
+    ];
+    leaf.prop_recursive(3, 24, 5, |inner| {
+        let key = prop_oneof![
+            Just("metadata".to_owned()),
+            Just("name".to_owned()),
+            Just("labels".to_owned()),
+            Just("os.modelarts/name".to_owned()),
+            Just("spec".to_owned()),
+            Just("status".to_owned()),
+            Just("phase".to_owned()),
+            Just("message".to_owned()),
+            Just("resources".to_owned()),
+            Just("available".to_owned()),
+            Just("abnormal".to_owned()),
+            Just("flavor".to_owned()),
+            Just("count".to_owned()),
+            Just("driver".to_owned()),
+            Just("gpu".to_owned()),
+            "\\PC{0,8}",
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map(key, inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Pool-list bodies: mostly `{"items": [...]}` of random items, sometimes any JSON or bytes.
+fn pool_list_bodies() -> impl Strategy<Value = Vec<u8>> {
+    // Pool-shaped items: names from a small set (so duplicates happen), random everything else.
+    let shaped_item = (
+        "p[0-9]{1,2}|\\PC{0,70}",
+        json_values(),
+        json_values(),
+        json_values(),
+        json_values(),
+    )
+        .prop_map(|(name, phase, message, spec, resources)| {
+            serde_json::json!({
+                "metadata": {"name": name, "labels": {"os.modelarts/name": message.clone()}},
+                "spec": {"type": phase.clone(), "resources": spec},
+                "status": {"phase": phase, "message": message, "resources": resources},
+            })
+        });
+    prop_oneof![
+        4 => proptest::collection::vec(shaped_item, 0..60)
+            .prop_map(|items| serde_json::json!({"items": items}).to_string().into_bytes()),
+        3 => proptest::collection::vec(json_values(), 0..40)
+            .prop_map(|items| serde_json::json!({"kind": "PoolList", "items": items}).to_string().into_bytes()),
+        1 => json_values().prop_map(|v| v.to_string().into_bytes()),
+        1 => proptest::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
 /// JSON-ish text: mostly the statistics shape with random values, sometimes anything.
 fn statistics_bodies() -> impl Strategy<Value = Vec<u8>> {
     let value = prop_oneof![
@@ -89,6 +162,50 @@ proptest! {
             {
                 prop_assert!(count >= 0);
             }
+        }
+    }
+
+    #[test]
+    fn the_pool_list_parser_never_panics_and_its_result_is_bounded_sorted_and_unique(
+        body in pool_list_bodies(),
+        failed in any::<bool>(),
+    ) {
+        use poolwatch::modelarts::pools::{self, MAX_FLAVORS, MAX_POOLS};
+        use poolwatch::modelarts::{PoolList, PoolListFilter, PoolPhase};
+        let filter = if failed { PoolListFilter::Failed } else { PoolListFilter::Current };
+        match PoolList::parse(&body, filter) {
+            Ok(list) => {
+                prop_assert!(list.pools.len() <= MAX_POOLS);
+                let names: Vec<&str> = list.pools.iter().map(|p| p.name.as_str()).collect();
+                let mut sorted = names.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                prop_assert_eq!(&names, &sorted, "sorted by name, each once");
+                for pool in &list.pools {
+                    prop_assert!(!pool.name.is_empty() && pool.name.len() <= pools::NAME);
+                    prop_assert!(!failed || pool.phase == PoolPhase::Failed);
+                    let texts = [
+                        (pool.display_name.as_deref(), pools::DISPLAY_NAME),
+                        (pool.message.as_deref(), pools::MESSAGE),
+                        (pool.pool_type.as_deref(), pools::WORD),
+                        (pool.created.as_deref(), pools::CREATED),
+                    ];
+                    for (text, max) in texts {
+                        prop_assert!(text.is_none_or(|t| t.len() <= max));
+                    }
+                    prop_assert!(pool.flavors.len() <= MAX_FLAVORS);
+                    for flavor in &pool.flavors {
+                        prop_assert!(flavor.flavor.len() <= pools::FLAVOR);
+                        let counts = [flavor.count, flavor.max_count, flavor.available,
+                            flavor.abnormal, flavor.creating, flavor.deleting];
+                        prop_assert!(counts.iter().flatten().all(|n| *n >= 0));
+                    }
+                }
+                // Merging with itself changes nothing: a name in both lists is kept once.
+                let merged = PoolList::merge(list.clone(), list.clone());
+                prop_assert_eq!(merged.pools, list.pools);
+            }
+            Err(e) => prop_assert!(e.0.len() <= 100 + bounded::QUOTE, "{}", e.0),
         }
     }
 
@@ -290,6 +407,7 @@ proptest! {
             operator_identity: (sources & 4 != 0).then(OperatorIdentity::default),
             interval,
             suspend: false,
+            pool_details: false,
         };
         let policy = EndpointPolicy { allow_http, ..EndpointPolicy::default() };
         match WatchTarget::from_spec(&spec, &policy) {

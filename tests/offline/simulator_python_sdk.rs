@@ -270,3 +270,177 @@ async fn run_script(mut command: Command) -> Value {
         Err(e) => panic!("the SDK script printed no JSON ({e}):\n{stdout}\n{stderr}"),
     }
 }
+
+/// Lists the pools of workspace `0` with the SDK's own `ListPoolsRequest`, current and failed, and
+/// prints every field its models hold.
+const LIST_POOLS_SCRIPT: &str = r#"
+import json, os
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkmodelarts.v1 import ModelArtsClient, ListPoolsRequest
+
+env = os.environ
+config = HttpConfig.get_default_config()
+config.timeout = (5, 10)
+client = (ModelArtsClient.new_builder().with_http_config(config)
+          .with_credentials(BasicCredentials(env["SIM_AK"], env["SIM_SK"], env["SIM_PROJECT"]))
+          .with_endpoints([env["SIM_URL"]]).build())
+
+def flavor_count(c):
+    return None if c is None else {"flavor": c.flavor, "count": c.count}
+
+def pool(p):
+    m, s, st = p.metadata, p.spec, p.status
+    driver = st.driver
+    return {
+        "apiVersion": p.api_version, "kind": p.kind,
+        "name": m.name, "created": m.creation_timestamp,
+        "displayName": m.labels.os_modelarts_name, "workspace": m.labels.os_modelarts_workspace_id,
+        "type": s.type, "scope": s.scope,
+        "resources": [{"flavor": r.flavor, "count": r.count, "maxCount": r.max_count} for r in s.resources],
+        "phase": st.phase, "message": st.message,
+        "available": flavor_count(st.resources.available), "abnormal": flavor_count(st.resources.abnormal),
+        "creating": flavor_count(st.resources.creating), "deleting": flavor_count(st.resources.deleting),
+        "gpu": None if driver is None or driver.gpu is None else {"version": driver.gpu.version, "state": driver.gpu.state},
+        "statusScope": [{"scopeType": x.scope_type, "state": x.state} for x in st.scope],
+    }
+
+results = {}
+for name, status in [("current", None), ("failed", "failed")]:
+    request = ListPoolsRequest(workspace_id="0", status=status) if status else ListPoolsRequest(workspace_id="0")
+    response = client.list_pools(request)
+    results[name] = {"httpStatus": response.status_code, "apiVersion": response.api_version,
+                     "kind": response.kind, "items": [pool(p) for p in response.items]}
+print(json.dumps(results))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn official_python_sdk_lists_the_simulators_pools_into_its_models() {
+    use poolwatch::modelarts::{PoolListFilter, PoolPhase};
+    use poolwatch::simulator::{FAILED_PHASE, SimulatedDriver, SimulatedFlavor, SimulatedPool};
+
+    let python = python();
+    let handle = sim::start().await;
+    let abnormal = SimulatedPool {
+        display_name: Some("training".to_owned()),
+        message: Some("1 node is NotReady".to_owned()),
+        flavors: vec![SimulatedFlavor {
+            flavor: "modelarts.vm.gpu.8ant8".to_owned(),
+            count: 4,
+            max_count: Some(8),
+            available: Some(3),
+            abnormal: Some(1),
+            ..SimulatedFlavor::default()
+        }],
+        gpu_driver: Some(SimulatedDriver {
+            version: "470.182.03".to_owned(),
+            state: "Running".to_owned(),
+        }),
+        ..SimulatedPool::running("pool-6d1b4a1c", "unused", 0).in_phase("Abnormal", "")
+    };
+    let failed = SimulatedPool::running("pool-0f9e", "modelarts.vm.cpu.8u", 2)
+        .in_phase(FAILED_PHASE, "Insufficient quota");
+    assert!(handle.set_pools(PROJECT, "0", vec![abnormal, failed]));
+
+    let mut command = sdk_script(&python);
+    command
+        .args(["-c", LIST_POOLS_SCRIPT])
+        .env("SIM_URL", handle.base_url());
+    let results = run_script(command).await;
+
+    let current = &results["current"];
+    assert_eq!(
+        [
+            &current["httpStatus"],
+            &current["apiVersion"],
+            &current["kind"]
+        ],
+        [&json!(200), &json!("v2"), &json!("PoolList")],
+        "{results}"
+    );
+    assert_eq!(
+        current["items"],
+        json!([{
+            "apiVersion": "v2", "kind": "Pool",
+            "name": "pool-6d1b4a1c", "created": "2026-11-30T08:00:00Z",
+            "displayName": "training", "workspace": "0",
+            "type": "Dedicate", "scope": ["Train"],
+            "resources": [{"flavor": "modelarts.vm.gpu.8ant8", "count": 4, "maxCount": 8}],
+            "phase": "Abnormal", "message": "1 node is NotReady",
+            "available": {"flavor": "modelarts.vm.gpu.8ant8", "count": 3},
+            "abnormal": {"flavor": "modelarts.vm.gpu.8ant8", "count": 1},
+            "creating": null, "deleting": null,
+            "gpu": {"version": "470.182.03", "state": "Running"},
+            "statusScope": [{"scopeType": "Train", "state": "Enabled"}],
+        }]),
+        "every field deserialised by the SDK's models"
+    );
+    let failed = &results["failed"]["items"];
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{results}");
+    assert_eq!(
+        [
+            &failed[0]["name"],
+            &failed[0]["phase"],
+            &failed[0]["message"]
+        ],
+        [
+            &json!("pool-0f9e"),
+            &json!("Error"),
+            &json!("Insufficient quota")
+        ]
+    );
+    // ModelArts' ListPools request: signed, its query and path as the SDK sends them.
+    let lists = handle.requests_served(
+        &poolwatch::simulator::RequestFilter::api(poolwatch::simulator::Api::ListPools)
+            .with_status(200),
+    );
+    assert_eq!(lists, 2);
+
+    // poolwatch's client reads the same answers as the SDK did.
+    let client = sim::client();
+    let endpoint = poolwatch::modelarts::Endpoint::parse(&handle.base_url(), true).unwrap();
+    let credentials = sim::credentials();
+    let ours = client
+        .list_pools(
+            &endpoint,
+            &credentials,
+            PROJECT,
+            "0",
+            PoolListFilter::Current,
+        )
+        .await
+        .unwrap();
+    let pool = &ours.pools[0];
+    assert_eq!(pool.name, "pool-6d1b4a1c");
+    assert_eq!(pool.display_name.as_deref(), Some("training"));
+    assert_eq!(pool.phase, PoolPhase::Abnormal);
+    assert_eq!(pool.message.as_deref(), Some("1 node is NotReady"));
+    assert_eq!(
+        (
+            pool.flavors[0].count,
+            pool.flavors[0].max_count,
+            pool.flavors[0].available,
+            pool.flavors[0].abnormal
+        ),
+        (Some(4), Some(8), Some(3), Some(1))
+    );
+    assert_eq!(
+        pool.gpu_driver.as_ref().and_then(|d| d.version.as_deref()),
+        Some("470.182.03")
+    );
+    let theirs = client
+        .list_pools(
+            &endpoint,
+            &credentials,
+            PROJECT,
+            "0",
+            PoolListFilter::Failed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(theirs.pools[0].phase, PoolPhase::Failed);
+    assert_eq!(
+        theirs.pools[0].message.as_deref(),
+        Some("Insufficient quota")
+    );
+}

@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use super::operator::eventually;
+use super::simulator::PROJECT;
 use super::world::World;
 
 /// The names of the samples (with Prometheus' `_total`, `_bucket`, `_count`, `_sum`) an
 /// operator exposes once each of its metrics has one: three watches on a budget of one call
-/// per second, so that some polls wait for it. Measured once per test binary.
+/// per second, so that some polls wait for it, one of them with pool details. Measured once per test binary.
 pub async fn exposed_series() -> BTreeSet<String> {
     static EXPOSED: OnceCell<BTreeSet<String>> = OnceCell::const_new();
     EXPOSED.get_or_init(measure).await.clone()
@@ -24,8 +25,14 @@ async fn measure() -> BTreeSet<String> {
     let operator = world.spawn_operator(&["--upstream-rate", "1", "--upstream-burst", "1"]);
     for (i, workspace) in ["0", "ws-partial", "third"].iter().enumerate() {
         world.set_created(workspace, i as i64);
+    }
+    // One watch with pool details, so that the per-pool series exist too.
+    let pool = poolwatch::simulator::SimulatedPool::running("pool-a", "modelarts.vm.cpu.8u", 2);
+    assert!(world.simulator.set_pools(PROJECT, "0", vec![pool]));
+    for (i, workspace) in ["0", "ws-partial", "third"].iter().enumerate() {
+        let details = serde_json::json!({"poolDetails": i == 0});
         world
-            .create_watch(&format!("pools-{i}"), workspace, "creds")
+            .create_watch_with(&format!("pools-{i}"), workspace, "creds", details)
             .await;
     }
     for i in 0..3 {
@@ -39,7 +46,9 @@ async fn measure() -> BTreeSet<String> {
             let waited = text
                 .lines()
                 .any(|l| l.starts_with("poolwatch_rate_limit_waits_total ") && !l.ends_with(" 0"));
-            waited.then_some(text)
+            let pools =
+                text.contains("poolwatch_pool_phase{") && text.contains("poolwatch_pool_nodes{");
+            (waited && pools).then_some(text)
         },
     )
     .await;

@@ -69,11 +69,13 @@ pub fn setup() -> SimulatorSetup {
                         },
                     ),
                 ]),
+                ..ProjectConfig::default()
             },
             ProjectConfig {
                 id: OTHER_PROJECT.to_owned(),
                 region: Some(OTHER_REGION.to_owned()),
                 workspaces: BTreeMap::from([("0".to_owned(), SimulatedCounts::new(1, 2, 3, 4, 5))]),
+                ..ProjectConfig::default()
             },
         ],
         operation_time: Some(OPERATION_TIME.to_owned()),

@@ -121,6 +121,23 @@ fn kstatus_and_argo_cd_read_sample_statuses() {
             "Progressing",
             "Progressing",
         ),
+        // An Abnormal or failed pool: the watch works and shows it, so it stays Current and
+        // Healthy (no change in git could fix a pool), and Argo CD's message names it.
+        (
+            sample(
+                1,
+                Some(1),
+                &[
+                    ("Ready", "True", "Synced"),
+                    ("Stalled", "False", "Synced"),
+                    ("PoolsHealthy", "False", "PoolsAbnormal"),
+                    ("PoolDetailsSynced", "True", "Synced"),
+                ],
+            ),
+            "Current",
+            "Healthy",
+            "PoolsHealthy is False: PoolsAbnormal: PoolsAbnormal message",
+        ),
         (suspended, "InProgress", "Suspended", "spec.suspend"),
         // kstatus reads a custom resource without conditions as Current: nothing poolwatch
         // writes (its first write carries Reconciling), but Argo CD must not call it Healthy.

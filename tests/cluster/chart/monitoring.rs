@@ -92,6 +92,8 @@ async fn the_dashboard_shows_pools_failures_polls_and_latency_from_real_series_o
         "poolwatch_polls_total",
         "poolwatch_upstream_request_duration_seconds_bucket",
         "poolwatch_leader",
+        "poolwatch_pool_phase",
+        "poolwatch_pool_nodes",
     ] {
         assert!(
             used.contains(needed),
@@ -107,7 +109,7 @@ async fn the_dashboard_shows_pools_failures_polls_and_latency_from_real_series_o
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_example_alerts_cover_failed_pools_unready_watches_and_the_operator() {
+async fn the_example_alerts_cover_failed_and_abnormal_pools_unready_watches_and_the_operator() {
     let rule: Value =
         serde_norway::from_str(&read("deploy/prometheus/poolwatch-alerts.yaml")).unwrap();
     assert_eq!(rule["kind"], "PrometheusRule");
@@ -154,4 +156,25 @@ async fn the_example_alerts_cover_failed_pools_unready_watches_and_the_operator(
         "the operator down: {alerts:?}"
     );
     assert!(uses("sum(poolwatch_leader) < 1"), "no leader: {alerts:?}");
+    assert!(
+        uses(r#"poolwatch_pool_phase{phase=~"Abnormal|Error"}"#),
+        "a pool Abnormal or in Error: {alerts:?}"
+    );
+    let fors: BTreeMap<String, String> = rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| {
+            Some((
+                r["alert"].as_str()?.to_owned(),
+                r["for"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        fors.get("PoolwatchPoolAbnormal").map(String::as_str),
+        Some("10m"),
+        "{fors:?}"
+    );
 }
