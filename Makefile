@@ -30,11 +30,13 @@ demo-down: ## Stop the demo and the local control plane.
 
 # Watches in `make bench`; `make bench-scaling` runs 250, 500, 1000 and 2000.
 N ?= 500
+# DETAILS=1: every watch sets spec.poolDetails, with 10 pools per workspace.
+DETAILS ?= 0
 
 .PHONY: bench
-bench: ## Scale benchmark: N watches (default 500) on the local control plane; results in bench/results/.
+bench: ## Scale benchmark: N watches (default 500; DETAILS=1 with pool details) on the local control plane; results in bench/results/.
 	$(MAKE) --no-print-directory test-cluster
-	N=$(N) $(CARGO) bench --locked --bench scale
+	N=$(N) DETAILS=$(DETAILS) $(CARGO) bench --locked --bench scale
 
 .PHONY: bench-scaling
 bench-scaling: ## The scale benchmark for N = 250, 500, 1000 and 2000, and the per-watch cost table.
