@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::modelarts::{
     Credentials, Endpoint, ErrorClass, ModelArtsError, Pool, PoolList, PoolStatistics, Service,
-    bounded,
+    bounded, pools,
 };
 
 use super::chain::{
@@ -135,8 +135,27 @@ pub fn table(project_id: &str, workspace_id: &str, stats: &PoolStatistics) -> St
     text
 }
 
-/// Longest message a row of the pool table shows, in bytes: a terminal line, not a paragraph.
+/// Longest message a row of the pool table shows, in characters: a terminal line, not a
+/// paragraph.
 const TABLE_MESSAGE: usize = 60;
+
+/// An upstream string as a terminal may show it: every control character (an endpoint can put
+/// escape sequences that clear the screen, move the cursor or retitle the window into a pool's
+/// name or message) shown as `?`, and at most `max` characters, ending in [`bounded::MARKER`]
+/// when cut.
+fn terminal_text(text: &str, max: usize) -> String {
+    let cut = text.chars().nth(max).is_some();
+    let keep = if cut { max.saturating_sub(1) } else { max };
+    let mut shown: String = text
+        .chars()
+        .take(keep)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if cut {
+        shown.push_str(bounded::MARKER);
+    }
+    shown
+}
 
 /// The pools as a table: name, display name, phase, type, nodes available of desired (summed
 /// over flavors), message (cut for the terminal).
@@ -152,16 +171,17 @@ pub fn pool_table(list: &PoolList) -> String {
                     .reduce(|a, b| a.saturating_add(b))
             };
             let show = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+            // The client cut every string to its limit; the terminal needs them clean too.
+            let cell = |text: Option<&str>, max: usize| {
+                text.map_or_else(|| "-".to_owned(), |t| terminal_text(t, max))
+            };
             [
-                pool.name.clone(),
-                pool.display_name.clone().unwrap_or_else(|| "-".to_owned()),
+                cell(Some(&pool.name), pools::NAME),
+                cell(pool.display_name.as_deref(), pools::DISPLAY_NAME),
                 pool.phase.as_str().to_owned(),
-                pool.pool_type.clone().unwrap_or_else(|| "-".to_owned()),
+                cell(pool.pool_type.as_deref(), pools::WORD),
                 format!("{}/{}", show(sum(|f| f.available)), show(sum(|f| f.count))),
-                pool.message.as_deref().map_or_else(
-                    || "-".to_owned(),
-                    |m| bounded::cut(m, TABLE_MESSAGE).into_owned(),
-                ),
+                cell(pool.message.as_deref(), TABLE_MESSAGE),
             ]
         })
         .collect();
@@ -517,6 +537,45 @@ mod tests {
 
     fn error(class: ErrorClass, service: Service) -> ModelArtsError {
         ModelArtsError::new(class, service, "failed")
+    }
+
+    #[test]
+    fn upstream_strings_reach_the_terminal_without_control_characters() {
+        assert_eq!(terminal_text("pool-a", 60), "pool-a");
+        assert_eq!(
+            terminal_text("bad\u{1b}]0;owned\u{7}\u{1b}[2J\r\nnode", 60),
+            "bad?]0;owned??[2J??node"
+        );
+        assert_eq!(terminal_text("\u{9b}31m", 60), "?31m", "the 8-bit CSI too");
+        let long = "é".repeat(100);
+        let cut = terminal_text(&long, 60);
+        assert_eq!(cut.chars().count(), 60);
+        assert!(cut.ends_with(bounded::MARKER));
+        assert_eq!(terminal_text(&"é".repeat(60), 60), "é".repeat(60));
+        let list = PoolList {
+            pools: vec![Pool {
+                name: "pool-\u{1b}[31mred".to_owned(),
+                display_name: Some("\u{1b}c".to_owned()),
+                phase: crate::modelarts::PoolPhase::Abnormal,
+                message: Some(format!("{}\u{1b}[2J", "m".repeat(10))),
+                pool_type: Some("Dedicate\u{7}".to_owned()),
+                created: None,
+                flavors: Vec::new(),
+                gpu_driver: None,
+                npu_driver: None,
+            }],
+            omitted: 0,
+            unusable: 0,
+        };
+        let table = pool_table(&list);
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("pool-?[31mred") && table.contains("Dedicate?"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -1095,7 +1095,8 @@ async fn half_configured_sources_are_usage_errors() {
     );
 }
 
-/// The pools `--pools` lists: one Abnormal with a long message, one that failed.
+/// The pools `--pools` lists: one Abnormal with a long message that carries a terminal escape
+/// sequence, one that failed.
 fn seed_pools(handle: &SimulatorHandle) {
     use poolwatch::simulator::{FAILED_PHASE, SimulatedPool};
     let pools = vec![
@@ -1103,7 +1104,7 @@ fn seed_pools(handle: &SimulatorHandle) {
             display_name: Some("training".to_owned()),
             ..SimulatedPool::running("pool-b", "modelarts.vm.gpu.8ant8", 4).in_phase(
                 "Abnormal",
-                &format!("2 nodes are NotReady{}", ".".repeat(200)),
+                &format!("2 nodes are NotReady\u{1b}[2J{}", ".".repeat(200)),
             )
         },
         SimulatedPool::running("pool-a", "modelarts.vm.cpu.8u", 2)
@@ -1154,9 +1155,13 @@ async fn pools_are_listed_as_a_table_and_as_json() {
         ["pool-b", "training", "Abnormal", "Dedicate", "4/4"]
     );
     assert!(
-        b[5].starts_with("2 nodes are NotReady") && b[5].len() <= 60,
+        b[5].starts_with("2 nodes are NotReady?[2J...") && b[5].chars().count() <= 60,
         "{}",
         b[5]
+    );
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "an upstream escape sequence reached the terminal: {stdout:?}"
     );
     assert!(
         stdout.contains("created"),
@@ -1180,7 +1185,8 @@ async fn pools_are_listed_as_a_table_and_as_json() {
         list[1],
         json!({
             "name": "pool-b", "displayName": "training", "phase": "Abnormal",
-            "message": format!("2 nodes are NotReady{}", ".".repeat(200)),
+            // As sent: JSON escapes the control characters itself (`\u001b`).
+            "message": format!("2 nodes are NotReady\u{1b}[2J{}", ".".repeat(200)),
             "poolType": "Dedicate", "created": "2026-11-30T08:00:00Z",
             "flavors": [{"flavor": "modelarts.vm.gpu.8ant8", "count": 4, "maxCount": 8, "available": 4}],
         })
