@@ -9,24 +9,35 @@ use super::bounded;
 /// The top-level object of `body`, or why there is none: more than `max_bytes` bytes (refused
 /// unread), not JSON, truncated JSON, or JSON that is not an object.
 pub(crate) fn object_of(body: &[u8], max_bytes: usize) -> Result<Map<String, Value>, String> {
+    check_size(body, max_bytes)?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| syntax_error(&e, body))?;
+    match value {
+        Value::Object(object) => Ok(object),
+        _ => Err(NOT_AN_OBJECT.to_owned()),
+    }
+}
+
+/// Why a body that is JSON is not an answer.
+pub(crate) const NOT_AN_OBJECT: &str = "the body is JSON but not an object";
+
+/// Refuses, unread, a body of more than `max_bytes` bytes.
+pub(crate) fn check_size(body: &[u8], max_bytes: usize) -> Result<(), String> {
     if body.len() > max_bytes {
         return Err(format!(
             "the body is {} bytes, more than the {max_bytes}-byte limit",
             body.len()
         ));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        // serde_json's syntax errors name a position, not the input; cut anyway.
-        let eof = e.is_eof();
-        let e = bounded::cut_owned(e.to_string(), bounded::QUOTE);
-        if eof {
-            format!("the body is truncated JSON ({} bytes): {e}", body.len())
-        } else {
-            format!("the body is not JSON: {e}")
-        }
-    })?;
-    match value {
-        Value::Object(object) => Ok(object),
-        _ => Err("the body is JSON but not an object".to_owned()),
+    Ok(())
+}
+
+/// What serde_json said about `body`'s syntax: truncated or not JSON.
+pub(crate) fn syntax_error(error: &serde_json::Error, body: &[u8]) -> String {
+    // serde_json's syntax errors name a position, not the input; cut anyway.
+    let e = bounded::cut_owned(error.to_string(), bounded::QUOTE);
+    if error.is_eof() {
+        format!("the body is truncated JSON ({} bytes): {e}", body.len())
+    } else {
+        format!("the body is not JSON: {e}")
     }
 }

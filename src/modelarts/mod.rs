@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod error;
 mod json;
 pub mod keyless;
+mod pool_reader;
 pub mod pools;
 pub mod signer;
 pub mod statistics;

@@ -7,16 +7,17 @@
 //! kept (the worst first, see [`PoolPhase::severity_rank`]), every string is cut to the limits
 //! below, and an item that is not a usable pool is counted, not kept.
 //!
-//! The body is read whole into a [`serde_json::Value`] (it is at most [`MAX_POOLS_BODY_BYTES`]),
-//! but the pools are kept in a bounded heap while the items are read, so a list of 10,000 items
-//! never builds more than [`MAX_POOLS`] [`Pool`]s.
+//! The body (at most [`MAX_POOLS_BODY_BYTES`]) is read item by item by [`super::pool_reader`],
+//! never as a whole tree, and the pools are kept in a bounded heap while the items are read, so
+//! a list of 10,000 items never builds more than [`MAX_POOLS`] [`Pool`]s and the parse holds
+//! about the body's size, whatever the body holds.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+
+use super::pool_reader::{self, Body, Event, RawItem, StateNodes};
 
 use super::bounded;
 
@@ -258,50 +259,52 @@ impl PoolList {
     /// are counts, or a bare count, which is the pool's only flavor's when `spec.resources`
     /// names exactly one (and is dropped otherwise).
     pub fn parse(body: &[u8], filter: PoolListFilter) -> Result<PoolList, ParseError> {
-        let object = super::json::object_of(body, MAX_POOLS_BODY_BYTES).map_err(ParseError)?;
-        let items: &[Value] = match object.get("items") {
-            Some(Value::Array(items)) => items,
-            Some(Value::Null) => &[],
-            None => {
-                return Err(ParseError(
-                    "the body has no `items` list: is the endpoint a ModelArts endpoint?"
-                        .to_owned(),
-                ));
-            }
-            Some(other) => {
-                return Err(ParseError(format!(
-                    "`items` is {}, not a list",
-                    bounded::cut_owned(other.to_string(), bounded::QUOTE)
-                )));
-            }
-        };
+        super::json::check_size(body, MAX_POOLS_BODY_BYTES).map_err(ParseError)?;
         let mut kept = WorstFirst::default();
-        let mut seen: HashSet<Cow<'_, str>> = HashSet::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut unusable = 0;
-        for item in items {
-            let Some(name) = item_name(item) else {
+        let mut on = |event: Event| {
+            let item = match event {
+                Event::Items => {
+                    (kept, unusable) = (WorstFirst::default(), 0);
+                    seen.clear();
+                    return;
+                }
+                Event::Item(item) => item,
+            };
+            let Some((name, item)) = item.and_then(|mut i| i.name.take().map(|n| (n, i))) else {
                 unusable += 1;
-                continue;
+                return;
             };
             // Unique after the cut, since the cut name is the list-map key downstream.
-            if !seen.insert(name.clone()) {
+            if seen.contains(&name) {
                 unusable += 1;
-                continue;
+                return;
             }
+            seen.insert(name.clone());
             let phase = match filter {
                 PoolListFilter::Current => {
-                    PoolPhase::from_word(text_at(item, &["status", "phase"]).unwrap_or_default())
+                    PoolPhase::from_word(item.phase.as_deref().unwrap_or_default())
                 }
                 PoolListFilter::Failed => PoolPhase::Failed,
             };
             // Decide on the key first: a pool that would not be kept is never built.
             if kept.would_keep(phase, &name) {
-                kept.push(pool_of(item, name.into_owned(), phase));
+                kept.push(pool_of(*item, name, phase));
             } else {
                 kept.omitted += 1;
             }
+        };
+        let body_kind = pool_reader::read(body, &mut on)
+            .map_err(|e| ParseError(super::json::syntax_error(&e, body)))?;
+        match body_kind {
+            Body::Items => Ok(kept.into_list(unusable)),
+            Body::NotAnObject => Err(ParseError(super::json::NOT_AN_OBJECT.to_owned())),
+            Body::NoItems => Err(ParseError(
+                "the body has no `items` list: is the endpoint a ModelArts endpoint?".to_owned(),
+            )),
+            Body::ItemsNot(kind) => Err(ParseError(format!("`items` is {kind}, not a list"))),
         }
-        Ok(kept.into_list(unusable))
     }
 
     /// One list of the current and the failed pools: a name in both is kept once (the current
@@ -392,186 +395,90 @@ impl WorstFirst {
     }
 }
 
-/// An item's `metadata.name`, cut to [`NAME`]; `None` when the item is not an object or the
-/// name is missing, empty or not a string.
-fn item_name(item: &Value) -> Option<Cow<'_, str>> {
-    let name = text_at(item, &["metadata", "name"])?;
-    (!name.is_empty()).then(|| bounded::cut(name, NAME))
-}
-
-/// The value at `path` of nested objects, if every step is an object holding the next.
-fn value_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(value, |v, key| v.as_object()?.get(*key))
-}
-
-/// The string at `path`, if it is one.
-fn text_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    value_at(value, path)?.as_str()
-}
-
-/// The string at `path`, cut to `max` bytes.
-fn cut_text_at(value: &Value, path: &[&str], max: usize) -> Option<String> {
-    text_at(value, path).map(|s| bounded::cut(s, max).into_owned())
-}
-
-/// A count: an integer of 0 or more, else `None`.
-fn count(value: Option<&Value>) -> Option<i64> {
-    value?.as_i64().filter(|c| *c >= 0)
-}
-
-fn pool_of(item: &Value, name: String, phase: PoolPhase) -> Pool {
-    let driver = |which: &str| {
+/// The pool of a kept item: its strings are cut already; the flavors are joined here.
+fn pool_of(item: RawItem, name: String, phase: PoolPhase) -> Pool {
+    let driver = |driver: pool_reader::Driver| {
         let driver = DriverState {
-            version: cut_text_at(item, &["status", "driver", which, "version"], WORD),
-            state: cut_text_at(item, &["status", "driver", which, "state"], WORD),
+            version: driver.version,
+            state: driver.state,
         };
         (driver != DriverState::default()).then_some(driver)
     };
+    let flavors = flavors_of(&item.spec, &item.states);
     Pool {
         name,
-        display_name: cut_text_at(
-            item,
-            &["metadata", "labels", "os.modelarts/name"],
-            DISPLAY_NAME,
-        ),
+        display_name: item.display_name,
         phase,
-        message: cut_text_at(item, &["status", "message"], MESSAGE),
-        pool_type: cut_text_at(item, &["spec", "type"], WORD),
-        created: cut_text_at(item, &["metadata", "creationTimestamp"], CREATED),
-        flavors: flavors_of(item),
-        gpu_driver: driver("gpu"),
-        npu_driver: driver("npu"),
+        message: item.message,
+        pool_type: item.pool_type,
+        created: item.created,
+        flavors,
+        gpu_driver: driver(item.gpu_driver),
+        npu_driver: driver(item.npu_driver),
     }
 }
 
-/// Which count of [`FlavorNodes`] a `status.resources` state fills.
-#[derive(Clone, Copy)]
-enum NodeState {
-    Creating,
-    Available,
-    Abnormal,
-    Deleting,
-}
-
-impl NodeState {
-    const ALL: [(NodeState, &'static str); 4] = [
-        (NodeState::Creating, "creating"),
-        (NodeState::Available, "available"),
-        (NodeState::Abnormal, "abnormal"),
-        (NodeState::Deleting, "deleting"),
-    ];
-
-    fn slot(self, nodes: &mut FlavorNodes) -> &mut Option<i64> {
-        match self {
-            NodeState::Creating => &mut nodes.creating,
-            NodeState::Available => &mut nodes.available,
-            NodeState::Abnormal => &mut nodes.abnormal,
-            NodeState::Deleting => &mut nodes.deleting,
-        }
+/// Which count of [`FlavorNodes`] each state of [`pool_reader::STATES`] fills.
+fn slot(state: usize, nodes: &mut FlavorNodes) -> &mut Option<i64> {
+    match state {
+        0 => &mut nodes.creating,
+        1 => &mut nodes.available,
+        2 => &mut nodes.abnormal,
+        _ => &mut nodes.deleting,
     }
 }
 
-/// The flavors of a pool, at most [`MAX_FLAVORS`] (the first by name), each with what
-/// `spec.resources` asks and `status.resources` reports; the first entry of a flavor wins.
-struct Flavors(BTreeMap<String, FlavorNodes>);
-
-impl Flavors {
-    /// The entry of `flavor` (cut to [`FLAVOR`]), or `None` when the map is full of flavors
-    /// that sort before it.
-    fn entry(&mut self, flavor: &str) -> Option<&mut FlavorNodes> {
-        if flavor.is_empty() {
-            return None;
-        }
-        let flavor = bounded::cut(flavor, FLAVOR);
-        if !self.0.contains_key(flavor.as_ref()) {
-            self.0.insert(
-                flavor.to_string(),
-                FlavorNodes {
-                    flavor: flavor.to_string(),
-                    ..FlavorNodes::default()
-                },
-            );
-            if self.0.len() > MAX_FLAVORS {
-                self.0.pop_last();
-            }
-        }
-        self.0.get_mut(flavor.as_ref())
-    }
-
-    fn set(&mut self, flavor: &str, state: NodeState, nodes: Option<i64>) {
-        if let Some(entry) = self.entry(flavor) {
-            let slot = state.slot(entry);
-            if slot.is_none() {
-                *slot = nodes;
-            }
+/// The entry of `flavor`, added when missing, or `None` when [`MAX_FLAVORS`] flavors that sort
+/// before it are there.
+fn entry<'a>(
+    flavors: &'a mut BTreeMap<String, FlavorNodes>,
+    flavor: &str,
+) -> Option<&'a mut FlavorNodes> {
+    if !flavors.contains_key(flavor) {
+        flavors.insert(
+            flavor.to_owned(),
+            FlavorNodes {
+                flavor: flavor.to_owned(),
+                ..FlavorNodes::default()
+            },
+        );
+        if flavors.len() > MAX_FLAVORS {
+            flavors.pop_last();
         }
     }
+    flavors.get_mut(flavor)
 }
 
-fn flavors_of(item: &Value) -> Vec<FlavorNodes> {
-    let mut flavors = Flavors(BTreeMap::new());
-    // The flavor a bare count belongs to: the spec's only one, if it names exactly one.
-    let mut only_flavor: Option<Option<&str>> = None;
-    if let Some(Value::Array(resources)) = value_at(item, &["spec", "resources"]) {
-        for resource in resources {
-            let Some(flavor) = resource.get("flavor").and_then(Value::as_str) else {
+/// `spec.resources` joined with `status.resources` per flavor: at most [`MAX_FLAVORS`], the
+/// first by name, sorted; of a flavor's values the first sent wins. A bare count is the spec's
+/// only flavor's.
+fn flavors_of(spec: &pool_reader::Spec, states: &[StateNodes; 4]) -> Vec<FlavorNodes> {
+    let mut flavors: BTreeMap<String, FlavorNodes> = BTreeMap::new();
+    for (flavor, (count, max_count)) in &spec.flavors.0 {
+        if let Some(nodes) = entry(&mut flavors, flavor) {
+            nodes.count = *count;
+            nodes.max_count = *max_count;
+        }
+    }
+    for (state, nodes_in) in states.iter().enumerate() {
+        let bare = match (nodes_in.bare, spec.only_flavor()) {
+            (Some(n), Some(only)) => Some((bounded::cut(only, FLAVOR).into_owned(), n)),
+            _ => None,
+        };
+        let listed = nodes_in.flavors.0.iter().map(|(f, n)| (f.clone(), *n));
+        for (flavor, n) in listed.chain(bare) {
+            if flavor.is_empty() {
                 continue;
-            };
-            only_flavor = match only_flavor {
-                None => Some(Some(flavor)),
-                Some(Some(only)) if only == flavor => Some(Some(only)),
-                Some(_) => Some(None),
-            };
-            if let Some(entry) = flavors.entry(flavor) {
-                if entry.count.is_none() {
-                    entry.count = count(resource.get("count"));
-                }
-                if entry.max_count.is_none() {
-                    entry.max_count = count(resource.get("maxCount"));
+            }
+            if let Some(nodes) = entry(&mut flavors, &flavor) {
+                let slot = slot(state, nodes);
+                if slot.is_none() {
+                    *slot = n;
                 }
             }
         }
     }
-    let only_flavor = only_flavor.flatten();
-    let Some(Value::Object(states)) = value_at(item, &["status", "resources"]) else {
-        return flavors.0.into_values().collect();
-    };
-    for (state, key) in NodeState::ALL {
-        match states.get(key) {
-            Some(Value::Array(entries)) => {
-                for entry in entries {
-                    if let Some(flavor) = entry.get("flavor").and_then(Value::as_str) {
-                        flavors.set(flavor, state, count(entry.get("count")));
-                    }
-                }
-            }
-            Some(Value::Object(entry)) => read_state_object(&mut flavors, state, entry),
-            Some(number @ Value::Number(_)) => {
-                if let Some(flavor) = only_flavor {
-                    flavors.set(flavor, state, count(Some(number)));
-                }
-            }
-            _ => {}
-        }
-    }
-    flavors.0.into_values().collect()
-}
-
-/// One state of `status.resources` given as an object: the SDK's single `{flavor, count}`,
-/// or counts keyed by flavor.
-fn read_state_object(flavors: &mut Flavors, state: NodeState, entry: &Map<String, Value>) {
-    match entry.get("flavor") {
-        Some(Value::String(flavor)) => flavors.set(flavor, state, count(entry.get("count"))),
-        Some(_) => {}
-        None => {
-            for (flavor, nodes) in entry {
-                if nodes.is_number() {
-                    flavors.set(flavor, state, count(Some(nodes)));
-                }
-            }
-        }
-    }
+    flavors.into_values().collect()
 }
 
 #[cfg(test)]

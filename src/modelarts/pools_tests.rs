@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::*;
 
@@ -433,4 +433,55 @@ fn merge_cuts_to_the_worst() {
             .iter()
             .any(|p| p.name == format!("r{:02}", MAX_POOLS - 1))
     );
+}
+
+#[test]
+fn the_body_is_read_as_json_reads_it_to_the_end() {
+    // A key given twice: the last counts, as for any JSON object.
+    let twice =
+        br#"{"items":[{"metadata":{"name":"old"}}],"items":[{"metadata":{"name":"new"}},1]}"#;
+    let parsed = PoolList::parse(twice, PoolListFilter::Current);
+    let names = parsed
+        .as_ref()
+        .map(|l| l.pools.iter().map(|p| p.name.clone()).collect::<Vec<_>>());
+    assert_eq!(names, Ok(vec!["new".to_owned()]));
+    assert_eq!(parsed.map(|l| l.unusable), Ok(1));
+    let named_twice = br#"{"items":[{"metadata":{"name":"a","name":"b"},"status":{"phase":"Error","phase":"Running"}}]}"#;
+    let pool = PoolList::parse(named_twice, PoolListFilter::Current)
+        .ok()
+        .and_then(|l| l.pools.into_iter().next());
+    assert_eq!(
+        pool.map(|p| (p.name, p.phase)),
+        Some(("b".to_owned(), PoolPhase::Running))
+    );
+    // Bytes after the answer: not JSON.
+    let err = PoolList::parse(br#"{"items":[]} {"#, PoolListFilter::Current);
+    assert!(
+        matches!(&err, Err(ParseError(m)) if m.contains("not JSON")),
+        "{err:?}"
+    );
+    // Deep nesting is skipped without recursion (the parser reads known objects a few levels
+    // deep, and serde_json skips the rest iteratively): no stack overflow, and the item stays.
+    for field in ["spec", "other"] {
+        let body = format!(
+            r#"{{"items":[{{"metadata":{{"name":"p"}},"{field}":{}{}}}]}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let parsed = PoolList::parse(body.as_bytes(), PoolListFilter::Current);
+        assert_eq!(parsed.map(|l| l.pools.len()), Ok(1), "{field}");
+    }
+    // In the keyed form a flavor may be called `count`; beside a string `flavor` it is the
+    // count of that flavor.
+    let keyed = json!({"metadata": {"name": "p"}, "status": {"resources": {
+        "available": {"count": 2, "f": 1},
+        "abnormal": {"flavor": "f", "count": 3},
+    }}});
+    let pool = parse(&list(vec![keyed]), PoolListFilter::Current);
+    let nodes: Vec<(&str, Option<i64>, Option<i64>)> = pool.pools[0]
+        .flavors
+        .iter()
+        .map(|f| (f.flavor.as_str(), f.available, f.abnormal))
+        .collect();
+    assert_eq!(nodes, [("count", Some(2), None), ("f", Some(1), Some(3))]);
 }
