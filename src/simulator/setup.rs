@@ -408,6 +408,41 @@ mod humantime_serde_opt {
 mod tests {
     use super::*;
 
+    /// The demo's pools agree with its counts, so that a watch with details shows the pools its
+    /// counts count.
+    #[test]
+    fn the_demo_config_lists_the_pools_it_counts() {
+        use super::super::pools::FAILED_PHASE;
+        let setup = SimulatorSetup::parse(include_str!("../../examples/demo/simulator.yaml"));
+        let Ok(setup) = setup else {
+            panic!("{setup:?}")
+        };
+        let mut checked = 0;
+        for project in &setup.projects {
+            for (workspace, pools) in &project.pools {
+                let counts = project.workspaces.get(workspace);
+                let count = |phases: &[&str]| {
+                    Some(
+                        pools
+                            .iter()
+                            .filter(|p| phases.contains(&p.phase.as_str()))
+                            .count() as i64,
+                    )
+                };
+                let listed = SimulatedCounts {
+                    creating: count(&["Creating"]),
+                    created: count(&["Running", "Abnormal", "Error"]),
+                    failed: count(&[FAILED_PHASE]),
+                    deleting: count(&["Deleting"]),
+                    pending: counts.and_then(|c| c.pending),
+                };
+                assert_eq!(counts, Some(&listed), "workspace {workspace}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "the demo lists no pools");
+    }
+
     #[test]
     fn example_config_parses_to_the_demo_setup() {
         let parsed = SimulatorSetup::parse(&SimulatorSetup::example_yaml());
