@@ -340,7 +340,16 @@ async fn official_python_sdk_lists_the_simulators_pools_into_its_models() {
     };
     let failed = SimulatedPool::running("pool-0f9e", "modelarts.vm.cpu.8u", 2)
         .in_phase(FAILED_PHASE, "Insufficient quota");
-    assert!(handle.set_pools(PROJECT, "0", vec![abnormal, failed]));
+    // Two flavors: `status.resources` per state is then the API reference's list, which the
+    // SDK's model (one `PoolResourceFlavorCount`) cannot hold.
+    let mut mixed = SimulatedPool::running("pool-7a7a", "modelarts.vm.gpu.t4", 2);
+    mixed.flavors.push(SimulatedFlavor {
+        flavor: "modelarts.vm.cpu.8u".to_owned(),
+        count: 1,
+        available: Some(1),
+        ..SimulatedFlavor::default()
+    });
+    assert!(handle.set_pools(PROJECT, "0", vec![abnormal, failed, mixed]));
 
     let mut command = sdk_script(&python);
     command
@@ -358,8 +367,22 @@ async fn official_python_sdk_lists_the_simulators_pools_into_its_models() {
         [&json!(200), &json!("v2"), &json!("PoolList")],
         "{results}"
     );
+    let items = current["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{results}");
+    // The SDK builds the list form into an empty model: it loses the nodes, poolwatch reads them.
+    assert_eq!(items[1]["name"], json!("pool-7a7a"));
     assert_eq!(
-        current["items"],
+        items[1]["available"],
+        json!({"flavor": null, "count": null}),
+        "{results}"
+    );
+    assert_eq!(
+        items[1]["resources"],
+        json!([{"flavor": "modelarts.vm.gpu.t4", "count": 2, "maxCount": 4},
+               {"flavor": "modelarts.vm.cpu.8u", "count": 1, "maxCount": null}])
+    );
+    assert_eq!(
+        json!(items[..1]),
         json!([{
             "apiVersion": "v2", "kind": "Pool",
             "name": "pool-6d1b4a1c", "created": "2026-11-30T08:00:00Z",
@@ -427,6 +450,18 @@ async fn official_python_sdk_lists_the_simulators_pools_into_its_models() {
     assert_eq!(
         pool.gpu_driver.as_ref().and_then(|d| d.version.as_deref()),
         Some("470.182.03")
+    );
+    let mixed: Vec<(&str, Option<i64>, Option<i64>)> = ours.pools[1]
+        .flavors
+        .iter()
+        .map(|f| (f.flavor.as_str(), f.count, f.available))
+        .collect();
+    assert_eq!(
+        mixed,
+        [
+            ("modelarts.vm.cpu.8u", Some(1), Some(1)),
+            ("modelarts.vm.gpu.t4", Some(2), Some(2))
+        ]
     );
     let theirs = client
         .list_pools(
