@@ -135,6 +135,17 @@ pub fn table(project_id: &str, workspace_id: &str, stats: &PoolStatistics) -> St
     text
 }
 
+/// A character as a terminal may show it: a control character is `?`.
+fn visible(c: char) -> char {
+    if c.is_control() { '?' } else { c }
+}
+
+/// An error's text (it quotes the endpoint's `error_msg` and other answers) fit for one
+/// terminal line: control characters shown as `?`.
+fn terminal_line(text: &str) -> String {
+    text.chars().map(visible).collect()
+}
+
 /// Longest message a row of the pool table shows, in characters: a terminal line, not a
 /// paragraph.
 const TABLE_MESSAGE: usize = 60;
@@ -146,11 +157,7 @@ const TABLE_MESSAGE: usize = 60;
 fn terminal_text(text: &str, max: usize) -> String {
     let cut = text.chars().nth(max).is_some();
     let keep = if cut { max.saturating_sub(1) } else { max };
-    let mut shown: String = text
-        .chars()
-        .take(keep)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let mut shown: String = text.chars().take(keep).map(visible).collect();
     if cut {
         shown.push_str(bounded::MARKER);
     }
@@ -231,7 +238,8 @@ pub fn pool_table(list: &PoolList) -> String {
 /// What stderr says when the counts came but the pools could not be listed.
 fn pool_list_failure(error: &ModelArtsError) -> String {
     let mut text = format!(
-        "error: listing the pools failed: {error}\n  reason:      {}\n",
+        "error: listing the pools failed: {}\n  reason:      {}\n",
+        terminal_line(&error.to_string()),
         error.reason()
     );
     if error.class() == ErrorClass::AccessDenied {
@@ -257,18 +265,23 @@ fn error_json(error: &ModelArtsError) -> serde_json::Value {
 
 /// Prints a failed call to stderr (and as JSON to stdout with `--output json`).
 pub fn print_failure(args: &FetchArgs, error: &ModelArtsError, context: &Context) {
-    let mut text = format!("error: {error}\n  reason:      {}\n", error.reason());
+    // The error's texts quote the answer: shown without control characters.
+    let mut text = format!(
+        "error: {}\n  reason:      {}\n",
+        terminal_line(&error.to_string()),
+        error.reason()
+    );
     if let Some(status) = error.status() {
         text.push_str(&format!("  HTTP status: {status}\n"));
     }
     if let Some(code) = error.error_code() {
-        text.push_str(&format!("  error_code:  {code}\n"));
+        text.push_str(&format!("  error_code:  {}\n", terminal_line(code)));
     }
     if let Some(msg) = error.error_msg() {
-        text.push_str(&format!("  error_msg:   {msg}\n"));
+        text.push_str(&format!("  error_msg:   {}\n", terminal_line(msg)));
     }
     if let Some(id) = error.request_id() {
-        text.push_str(&format!("  request id:  {id}\n"));
+        text.push_str(&format!("  request id:  {}\n", terminal_line(id)));
     }
     // The metadata service is the fallback: say what would have been used before it.
     if matches!(context.source, Source::Metadata { .. }) {

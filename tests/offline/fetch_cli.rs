@@ -1230,3 +1230,50 @@ async fn a_refused_pool_list_keeps_the_counts_and_says_what_to_allow() {
     );
     assert_no_secret(&output);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_answer_reaches_the_terminal_without_control_characters() {
+    let handle = sim::start().await;
+    let url = handle.base_url();
+    let hostile = "denied\u{1b}]0;owned\u{7}\u{1b}[2J";
+    handle.inject(
+        Fault::status(403)
+            .error("ModelArts.0204\u{1b}[31m", hostile)
+            .on(Api::Statistics)
+            .times(1),
+    );
+    let output = fetch(&["--endpoint", &url, "--project-id", PROJECT], &CREDS).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("error_msg:   denied?]0;owned??[2J"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error_code:  ModelArts.0204?[31m"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+
+    handle.inject(
+        Fault::status(403)
+            .error("ModelArts.0204", hostile)
+            .on(Api::ListPools),
+    );
+    let output = fetch(
+        &["--endpoint", &url, "--project-id", PROJECT, "--pools"],
+        &CREDS,
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("listing the pools failed"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+}
