@@ -6,15 +6,18 @@
 #
 #   tests/advisories.sh check        the check; `make test` runs it
 #   tests/advisories.sh self-test    a copy of the snapshot with a made-up advisory for a crate
-#                                    of Cargo.lock must fail the check, and the snapshot pass it:
-#                                    a broken wiring (wrong folder, a database never read) cannot
-#                                    pass unnoticed
+#                                    of Cargo.lock must fail the check, so must a copy dated
+#                                    2000, and the snapshot must pass it: a broken wiring (wrong
+#                                    folder, a database never read, an age cargo-deny cannot see)
+#                                    cannot pass unnoticed
 #
 # cargo-deny reads an offline database only from a git checkout named after the database's URL
-# (`<db-path>/advisory-db-<hash>`), and reports its age from the checkout's HEAD commit. So the
-# snapshot is copied into the cache once per content (sha256 of its files: about 0.2 s), committed
-# there with the snapshot's own date, and cargo-deny runs with a copy of deny.toml whose `db-path`
-# points at it. The folder name is the one cargo-deny itself asks for.
+# (`<db-path>/advisory-db-<hash>`), takes its age from the checkout (the HEAD commit's date or
+# .git/HEAD's mtime, the later) and refuses one older than deny.toml's `maximum-db-staleness`. So
+# the snapshot is copied into the cache once per content (sha256 of its 1,225 files: 0.03 s with
+# the files in the page cache), committed there with the snapshot's own date on both, and
+# cargo-deny runs with a copy of deny.toml whose `db-path` points at it. The folder name is the
+# one cargo-deny itself asks for.
 #
 # No snapshot: with POOLWATCH_ADVISORIES=live, the live database (cargo-deny fetches it from
 # GitHub, as `make audit` does); with CI=true, a failure (CI never skips silently); otherwise a
@@ -96,9 +99,11 @@ commit_database() {
 prepared_db() {
   local commit=$1 date=$2 folder=$3
   local hash
-  hash=$(cd "$SNAPSHOT" && find crates rust -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum \
-    | sha256sum | cut -c1-16)
-  # v2: .git/HEAD dated too (checkouts made before it look a day old to cargo-deny).
+  # The files and the date they are committed with: a corrected date in SNAPSHOT.md makes a new
+  # checkout too.
+  hash=$(cd "$SNAPSHOT" && { echo "$date"; find crates rust -type f -print0 | LC_ALL=C sort -z \
+    | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+  # v2: .git/HEAD dated too (checkouts made before it look as fresh as the day they were made).
   local db_path=$CACHE/v2-${commit:0:12}-$hash
   if [ ! -f "$db_path/$folder/.poolwatch-ready" ]; then
     # Made aside and renamed into place, so that a check running at the same time (another
