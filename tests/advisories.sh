@@ -121,10 +121,13 @@ prepared_db() {
   echo "$db_path"
 }
 
-# Runs the advisories check against db-path $1; its exit status is cargo-deny's.
+# Runs the advisories check against db-path $1; its exit status is cargo-deny's. Yanked versions
+# come from cargo's local index cache; where cargo-deny cannot read it (a cargo that writes a
+# cache format it does not know), it would only warn and pass without that check: an error here.
 check_against() {
   config_with_db "$1" "$WORK/deny.toml"
-  "$CARGO_DENY" --offline --locked --config "$WORK/deny.toml" check advisories
+  "$CARGO_DENY" --offline --locked --config "$WORK/deny.toml" check advisories \
+    --deny index-failure --deny index-cache-load-failure
 }
 
 # Whether a snapshot is there; if not, what to do about it (exits). $1 is the mode: the live
