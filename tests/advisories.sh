@@ -31,7 +31,7 @@ ROOT=$PWD
 
 CARGO_DENY=${CARGO_DENY:-cargo-deny}
 CACHE=${POOLWATCH_CACHE_DIR:-$HOME/.cache/poolwatch}/advisory-db
-SNAPSHOT=${POOLWATCH_ADVISORY_DB:-$ROOT/../shared/advisory-db}
+SNAPSHOT=${POOLWATCH_ADVISORY_DB:-$(dirname "$ROOT")/shared/advisory-db}
 WORK=$ROOT/target/advisories
 
 say() { echo "advisories: $*"; }
@@ -172,7 +172,8 @@ case "$mode" in
       echo "$output" >&2
       grep -q "repository is stale" <<<"$output" \
         && fail "the snapshot at $SNAPSHOT is $days days old, older than deny.toml's" \
-          "maximum-db-staleness ($max_age): refresh it, or run 'make audit' where GitHub is reachable."
+          "maximum-db-staleness ($max_age): refresh it, or run 'make audit' where GitHub is" \
+          "reachable."
       exit 1
     fi
     echo "$output" >&2
@@ -228,7 +229,7 @@ EOF
       fail "self-test: the check passed on a database dated 2000: it does not see a database's age"
     fi
     grep -q "repository is stale" <<<"$output" \
-      || { echo "$output" >&2; fail "self-test: the check failed on a database dated 2000, but not as stale"; }
+      || { echo "$output" >&2; fail "self-test: a database dated 2000 failed, but not as stale"; }
     rm -rf "$fake"
     say "self-test: a made-up advisory for $crate fails the check, and so does a database dated" \
       "2000; the snapshot passes it"
