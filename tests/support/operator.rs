@@ -224,7 +224,7 @@ impl Operator {
     /// The metrics page, read as a reader bound to the chart's metrics-reader ClusterRole.
     pub async fn metrics(&self) -> String {
         // A process just started may not listen yet: wait for it to, not for a fixed time.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + STARTUP;
         loop {
             match self.read_metrics().await {
                 Ok((200, page)) => return page,
@@ -344,6 +344,11 @@ pub fn free_address() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").to_string()
 }
+
+/// How long a just-started operator may take to answer on its metrics port: a debug binary
+/// starting beside 16 test threads (and, in the chart tests, several other operators) on two
+/// busy cores once gave no answer within 20 s in a full `make test`.
+pub const STARTUP: Duration = Duration::from_secs(60);
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

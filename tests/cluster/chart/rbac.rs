@@ -600,11 +600,12 @@ async fn every_rule_of_the_chart_rbac_is_needed_and_its_absence_is_reported() {
         let operator = exercise(&world, &identity, false).await;
         if missing.role_suffix == "-metrics-auth" {
             // A metrics reader, whose review needs the missing rule: the operator answers 500.
-            let (code, body) =
-                crate::support::operator::eventually("/metrics to answer", SOON, || async {
-                    operator.read_metrics().await.ok()
-                })
-                .await;
+            let (code, body) = crate::support::operator::eventually(
+                "/metrics to answer",
+                crate::support::operator::STARTUP,
+                || async { operator.read_metrics().await.ok() },
+            )
+            .await;
             assert_eq!(code, 500, "{body}");
         }
         let (verb, resource, subresource) = missing.refused;
