@@ -39,6 +39,8 @@ pub struct Prometheus {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The threads copying its output into `logs`; they end when it exits.
+    readers: Vec<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
     /// Configuration, rule files and TSDB; dropped after the process is gone.
     dir: Scratch,
@@ -65,21 +67,23 @@ impl Prometheus {
             .spawn()
             .expect("prometheus starts");
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let logs = Arc::clone(&logs);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     logs.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         let mut prometheus = Self {
             child: Some(child),
             url: format!("http://{address}"),
             logs,
+            readers,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -108,13 +112,17 @@ impl Prometheus {
                 .as_mut()
                 .is_none_or(|c| c.try_wait().ok().flatten().is_some());
             if exited || tokio::time::Instant::now() > deadline {
+                let what = if exited {
+                    // Its last lines may still be in the pipes.
+                    for reader in self.readers.drain(..) {
+                        let _ = reader.join();
+                    }
+                    "exited before it was ready".to_owned()
+                } else {
+                    format!("was not ready after {START:?}")
+                };
                 panic!(
-                    "Prometheus {} ready after {START:?}; its last lines:\n{}",
-                    if exited {
-                        "exited before it was"
-                    } else {
-                        "was not"
-                    },
+                    "Prometheus {what}; its last lines:\n{}",
                     self.last_lines(30)
                 );
             }

@@ -463,3 +463,18 @@ async fn every_dashboard_query_returns_data_from_prometheus() {
         "the variables this test reads"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prometheus_that_cannot_start_fails_the_test_with_its_own_last_lines() {
+    let config = json!({"global": {"scrape_interval": "every-now-and-then"}});
+    let started = tokio::spawn(async move {
+        Prometheus::start("prometheus-bad-config", &config, &[]).await;
+    })
+    .await;
+    let panic = started
+        .expect_err("Prometheus started with a bad configuration")
+        .into_panic();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("exited before it was ready"), "{message}");
+    assert!(message.contains("every-now-and-then"), "{message}");
+}
