@@ -21,9 +21,11 @@ use poolwatch::simulator::{SimulatedCounts, SimulatedPool};
 /// prometheus-operator attaches name them, not the watches' namespace.
 const RELEASE: &str = "poolwatch";
 const RELEASE_NAMESPACE: &str = "monitoring";
-/// The scrape and evaluation interval (the chart's default interval is 30s): short, so that the
-/// test takes seconds.
-const SCRAPE: &str = "1s";
+/// The scrape interval and timeout (the chart's defaults are 30s and 10s) and the rules'
+/// evaluation interval: short, so that the test takes seconds, and a scrape may still take 2 s
+/// on loaded cores (a failed scrape marks every series stale and restarts each `for:`).
+const SCRAPE: &str = "2s";
+const EVALUATION: &str = "1s";
 /// The `for:` of every rule in the fast copy.
 const FAST_FOR: &str = "3s";
 /// The rule files, as Prometheus' rules API names them.
@@ -60,7 +62,7 @@ impl Monitored {
             .to_owned();
         let token = reader_token(&world.plane().kubeconfig);
         let config = json!({
-            "global": {"scrape_interval": SCRAPE, "evaluation_interval": SCRAPE},
+            "global": {"scrape_interval": SCRAPE, "evaluation_interval": EVALUATION},
             "rule_files": [VERBATIM_RULES, FAST_RULES],
             "scrape_configs": [scrape_job_of_service_monitor(&address, "reader.token")],
         });
