@@ -176,6 +176,7 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(MAKE) --no-print-directory bench-table-check
 	$(MAKE) --no-print-directory signing-fixtures-check
 	$(MAKE) --no-print-directory workflow-lint
+	$(MAKE) --no-print-directory alerts-check
 	$(MAKE) --no-print-directory deny
 	$(MAKE) --no-print-directory advisories
 	@echo "==> Local control plane (the first start builds Kubernetes from source: minutes)"
@@ -204,6 +205,23 @@ test-k8s-matrix: python-tools ## The end-to-end suite on the oldest supported Ku
 		status=$$?; tests/control-plane/down.sh; [ $$status = 0 ] || exit $$status; \
 	done
 
+# The shipped alerts, by Prometheus' own promtool (tests/go/prometheus): the PrometheusRule's
+# spec.groups as a plain rule file (PyYAML, of yamllint's venv), `promtool check rules`, then the
+# unit tests of every alert (tests/prometheus/*.test.yaml), run beside that rule file.
+ALERTS_FILE := deploy/prometheus/poolwatch-alerts.yaml
+ALERTS_CHECK_DIR := target/alerts-check
+
+.PHONY: alerts-check
+alerts-check: python-tools ## Prometheus alerts: promtool check rules, and promtool's unit tests of every alert (tests/prometheus/).
+	@promtool="$$(tests/control-plane/build-components.sh prometheus)/promtool"; \
+	rm -rf $(ALERTS_CHECK_DIR) && mkdir -p $(ALERTS_CHECK_DIR) && \
+	$(PYTHON) -c 'import sys, yaml; yaml.safe_dump({"groups": yaml.safe_load(open(sys.argv[1]))["spec"]["groups"]}, sys.stdout, sort_keys=False, width=1000)' \
+		$(ALERTS_FILE) > $(ALERTS_CHECK_DIR)/poolwatch-alerts.rules.yaml && \
+	cp tests/prometheus/*.test.yaml $(ALERTS_CHECK_DIR)/ && \
+	echo "==> promtool check rules, promtool test rules ($$("$$promtool" --version | head -n 1))" && \
+	"$$promtool" check rules $(ALERTS_CHECK_DIR)/poolwatch-alerts.rules.yaml && \
+	"$$promtool" test rules $(ALERTS_CHECK_DIR)/*.test.yaml
+
 # The Helm chart's static checks; `make test` runs them first.
 CHART := charts/poolwatch
 CHART_CHECK_DIR := target/chart-check
@@ -228,6 +246,6 @@ chart-check: python-tools ## Helm chart: CRDs and deploy/ copies in sync, helm l
 	done
 	@echo "==> yamllint"
 	@$(PY_VENV)/bin/yamllint --strict $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/ci $(CHART)/crds \
-		$(CHART)/files deploy .yamllint $(CHART_CHECK_DIR)
+		$(CHART)/files deploy tests/prometheus .yamllint $(CHART_CHECK_DIR)
 
 test: chart-check

@@ -9,6 +9,8 @@
 #   build-components.sh etcd              etcd
 #   build-components.sh gitops-readers    kstatus and Argo CD's health evaluation (tests/go/gitops-readers)
 #   build-components.sh actionlint        the GitHub Actions linter (tests/go/actionlint)
+#   build-components.sh prometheus        prometheus and promtool (tests/go/prometheus), without the
+#                                         cloud service discoveries (build tag remove_all_sd)
 #   build-components.sh --key-only NAME   the folder it would print, without building
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -26,6 +28,7 @@ command -v go >/dev/null || die "Go is needed to build $name (https://go.dev/doc
 targets=.
 grep -q '^tool' "$module/go.mod" && targets=tool
 ldflags="-s -w"
+tags=""
 case $name in
   kubernetes-*)
     version=$(sed -nE 's/^\s*(require )?k8s\.io\/kubernetes (v[0-9.]+).*/\2/p' "$module/go.mod")
@@ -36,8 +39,20 @@ case $name in
       ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
     done
     ;;
+  prometheus)
+    # Prometheus' own tag leaves out every service discovery but file, HTTP and static targets
+    # (its plugins/ folder): the tests scrape a static target, and the cloud SDKs are most of the
+    # build. The version stamp is what `prometheus --version` and its build_info report.
+    version=$(sed -nE 's/^\s*github\.com\/prometheus\/prometheus v0\.([0-9]+)\.([0-9]+).*/\1 \2/p' "$module/go.mod")
+    [ -n "$version" ] || die "$module/go.mod requires no github.com/prometheus/prometheus release"
+    read -r minor patch <<<"$version"
+    # Module v0.316.0 is release 3.16.0: major 3, minor 16.
+    ldflags+=" -X github.com/prometheus/common/version.Version=${minor:0:1}.${minor:1}.$patch"
+    tags=remove_all_sd
+    ;;
 esac
 build=(go build -trimpath -ldflags "$ldflags")
+if [ -n "$tags" ]; then build+=(-tags "$tags"); fi
 
 key=$(cat "$module/go.mod" "$module/go.sum" <(go version; echo "${build[*]} $targets") |
   sha256sum | cut -c1-16)

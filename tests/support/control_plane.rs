@@ -340,3 +340,19 @@ fn unique_name(test: &str) -> String {
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// The folder of the binaries of the Go module `tests/go/<name>`, built into the cache on first
+/// use (`build-components.sh`; minutes on a cold machine). A failed build fails the test with the
+/// build's last lines.
+pub fn component_bin(name: &str) -> PathBuf {
+    let output = Command::new(repo_path("tests/control-plane/build-components.sh"))
+        .arg(name)
+        .output()
+        .expect("run build-components.sh");
+    assert!(
+        output.status.success(),
+        "building tests/go/{name} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8(output.stdout).expect("a path").trim())
+}

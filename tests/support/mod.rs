@@ -6,6 +6,7 @@ pub mod gitops;
 pub mod jwt;
 pub mod metrics_reader;
 pub mod operator;
+pub mod prometheus;
 pub mod rendered;
 pub mod scratch;
 pub mod series;

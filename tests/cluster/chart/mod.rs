@@ -8,6 +8,7 @@ mod health;
 mod helm;
 mod image;
 mod monitoring;
+mod prometheus;
 mod rbac;
 mod render;
 mod runs;

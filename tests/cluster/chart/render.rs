@@ -371,6 +371,10 @@ fn metrics_are_secure_by_default_and_the_service_monitor_authenticates() {
     let endpoint = &one(&defaults, "ServiceMonitor")["spec"]["endpoints"][0];
     assert_eq!(endpoint["scheme"], "https");
     assert_eq!(
+        endpoint["honorLabels"], true,
+        "the watches' namespace label kept"
+    );
+    assert_eq!(
         endpoint["bearerTokenFile"],
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
     );
