@@ -9,6 +9,7 @@
 #   build-components.sh etcd              etcd
 #   build-components.sh gitops-readers    kstatus and Argo CD's health evaluation (tests/go/gitops-readers)
 #   build-components.sh actionlint        the GitHub Actions linter (tests/go/actionlint)
+#   build-components.sh flux              Flux's source-controller, kustomize-controller and a loopback git server (tests/go/flux)
 #   build-components.sh --key-only NAME   the folder it would print, without building
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
