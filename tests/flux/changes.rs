@@ -8,7 +8,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::flux::{self, KUSTOMIZE_MANAGER};
-use crate::support::operator::eventually;
+use crate::support::operator::{eventually, has_condition};
 use crate::wait::health_checked_twice;
 use crate::world::{CREDENTIALS, FLUX_STEP, FluxWorld, ready_now, watch_path};
 
@@ -31,7 +31,11 @@ async fn a_commit_that_changes_an_interval_is_ready_only_once_the_new_generation
     fx.apply_flux_objects().await;
     fx.kustomization_ready_at(&first).await;
     let before = fx.world.watches.get("pools").await.expect("read pools");
-    assert!(ready_now(&before), "{:?}", before.status);
+    assert!(
+        has_condition(&before, "Ready", "True", "Synced"),
+        "{:?}",
+        before.status
+    );
 
     // The operator is stopped: the new generation stays unobserved, with the old Ready status.
     let frozen = Frozen(fx.world.operator());
@@ -43,6 +47,12 @@ async fn a_commit_that_changes_an_interval_is_ready_only_once_the_new_generation
     );
     fx.flux.request_reconcile("GitRepository").await;
     health_checked_twice(&fx, &second).await;
+    let kustomization = fx.flux.kustomization().await;
+    assert!(
+        !flux::ready_at(&kustomization, &second),
+        "Flux took the old generation's Ready for the new one: {:#}",
+        kustomization["status"]
+    );
     let unobserved = fx.world.watches.get("pools").await.expect("read pools");
     assert_eq!(unobserved.spec.interval, "1m");
     assert!(unobserved.metadata.generation > before.metadata.generation);
@@ -53,12 +63,6 @@ async fn a_commit_that_changes_an_interval_is_ready_only_once_the_new_generation
             .and_then(|s| s.observed_generation),
         before.metadata.generation,
         "the stopped operator wrote a status"
-    );
-    let kustomization = fx.flux.kustomization().await;
-    assert!(
-        !flux::ready_at(&kustomization, &second),
-        "Flux took the old generation's Ready for the new one: {:#}",
-        kustomization["status"]
     );
 
     drop(frozen);

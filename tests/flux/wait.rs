@@ -29,19 +29,24 @@ fn transition_time(object: &Value, type_: &str) -> String {
 }
 
 /// Waits until kustomize-controller runs the health checks of `revision` and has read the
-/// watches at least twice more since: it has judged them, at least once, as they are now.
+/// watches at least twice more since: it has judged them, at least once, as they are now. Returns
+/// at once if the Kustomization turns Ready at `revision` instead, for the caller to say why that
+/// is wrong.
 pub async fn health_checked_twice(fx: &FluxWorld, revision: &str) {
-    fx.flux
+    let checking = fx
+        .flux
         .wait_kustomization("running health checks", FLUX_STEP, |k| {
-            flux_condition(k, "Healthy")
-                .filter(|(status, _, message)| {
-                    status == "Unknown"
-                        && message.starts_with("Running health checks")
-                        && message.contains(revision)
-                })
-                .map(|_| ())
+            let checking = flux_condition(k, "Healthy").is_some_and(|(status, _, message)| {
+                status == "Unknown"
+                    && message.starts_with("Running health checks")
+                    && message.contains(revision)
+            });
+            (checking || flux::ready_at(k, revision)).then_some(checking)
         })
         .await;
+    if !checking {
+        return;
+    }
     let reads = fx.health_check_reads().await;
     eventually(
         "two health-check polls of the watches",
@@ -175,4 +180,31 @@ async fn a_watch_whose_keys_are_refused_fails_the_kustomization_naming_the_watch
         "Stalled {reason} says nothing: {:?}",
         refused.status
     );
+}
+
+/// Why the shipped Kustomization has `healthCheckExprs`: without them, Flux's kstatus counts a
+/// watch that has no status yet as ready.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_health_check_expressions_flux_counts_a_watch_without_status_as_ready() {
+    let fx = FluxWorld::new("flux-no-exprs").await;
+    let mut files = fx.files_with_credentials();
+    files.push(fx.watch_file("pools", "0", CREDENTIALS, json!({})));
+    let revision = fx.commit(&files, &[], "A watch");
+    fx.flux
+        .apply_user_manifests(&fx.repo.url, |object| {
+            if let Some(spec) = object["spec"].as_object_mut() {
+                spec.remove("healthCheckExprs");
+            }
+        })
+        .await;
+
+    // No operator runs: the watch never gets a status, and Flux passes it all the same.
+    fx.kustomization_ready_at(&revision).await;
+    let watch = fx
+        .world
+        .watches
+        .get("pools")
+        .await
+        .expect("Flux created it");
+    assert!(watch.status.is_none(), "{:?}", watch.status);
 }
