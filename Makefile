@@ -190,10 +190,11 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(CARGO) build --locked --benches
 	$(CARGO) test --locked --lib --bins --tests -- --test-threads=$(TEST_THREADS)
 
-# GitOps controllers for real, too slow for `make test` (the first run builds Flux's controllers
-# from their modules: about 7 minutes of CPU, 20 on 2 busy cores; the tests take minutes): Flux's
-# source-controller and kustomize-controller reconcile watches from a git repository on loopback
-# (tests/flux). From a clean clone it builds and starts everything itself.
+# GitOps controllers for real, kept out of `make test` for time: the first run builds Flux's
+# controllers from their modules (7 minutes of CPU; 20 minutes of wall time measured on 2 cores
+# busy with other builds), the tests take a minute or two. Flux's source-controller and
+# kustomize-controller reconcile watches from a git repository on loopback (tests/flux). From a
+# clean clone it builds and starts everything itself (the control plane, the components).
 .PHONY: test-gitops
 test-gitops: ## Flux's controllers reconcile watches from git: wait, stalled, new generations, drift, prune (tests/flux).
 	$(MAKE) --no-print-directory test-cluster
