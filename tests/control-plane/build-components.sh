@@ -11,6 +11,7 @@
 #   build-components.sh actionlint        the GitHub Actions linter (tests/go/actionlint)
 #   build-components.sh prometheus        prometheus and promtool (tests/go/prometheus), without the
 #                                         cloud service discoveries (build tag remove_all_sd)
+#   build-components.sh flux              Flux's source-controller, kustomize-controller and a loopback git server (tests/go/flux)
 #   build-components.sh --key-only NAME   the folder it would print, without building
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

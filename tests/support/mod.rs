@@ -1,7 +1,10 @@
 //! Support code shared by the integration tests.
 
 pub mod control_plane;
+pub mod daemon;
 pub mod faults;
+pub mod flux;
+pub mod git_server;
 pub mod gitops;
 pub mod jwt;
 pub mod metrics_reader;

@@ -1,0 +1,121 @@
+//! A long-running helper process of a test (a Flux controller, the git server): its output kept
+//! for failure messages, stopped with SIGTERM and then SIGKILL when dropped, also when the test
+//! panics.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a stopped process gets to exit after SIGTERM before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// A running process and its output, line by line (stdout and stderr interleaved).
+pub struct Daemon {
+    name: String,
+    child: Child,
+    /// Kept open: a process that reads its stdin sees its parent go when it closes.
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `command` as `name`; panics, with the reason, when it cannot start.
+    pub fn spawn(name: &str, mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} ({command:?}) does not start: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Self {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    /// Every line of output so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The last `n` lines of output, for a failure message.
+    pub fn last_lines(&self, n: usize) -> String {
+        let lines = self.lines();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Panics with the process's last lines if it has exited: a helper that died explains
+    /// itself instead of leaving the test to time out.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            // Its output threads may still be reading the last lines.
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "{} exited ({status}); its last lines:\n{}",
+                self.name,
+                self.last_lines(40)
+            );
+        }
+    }
+
+    /// Waits until a line of output satisfies `wanted` and returns it; panics with the last
+    /// lines when the process exits first or `timeout` passes.
+    pub fn wait_for_line(&mut self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| wanted(l)) {
+                return line;
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print the expected line in {timeout:?}; its last lines:\n{}",
+                self.name,
+                self.last_lines(40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        // Never pid 0: `kill 0` signals the whole process group, the test runner included.
+        let pid = self.child.id();
+        if pid != 0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + GRACE;
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
