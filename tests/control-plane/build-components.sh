@@ -7,7 +7,7 @@
 #   build-components.sh kubernetes-1.37   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 #   build-components.sh kwok              kwok (the fake node's controller) and kwokctl (runs the cluster)
 #   build-components.sh etcd              etcd
-#   build-components.sh gitops-readers    kstatus and Argo CD's health evaluation (tests/go/gitops-readers)
+#   build-components.sh gitops-readers    kstatus, and Argo CD's sync, diff and health (tests/go/gitops-readers)
 #   build-components.sh actionlint        the GitHub Actions linter (tests/go/actionlint)
 #   build-components.sh --key-only NAME   the folder it would print, without building
 set -euo pipefail
@@ -24,7 +24,7 @@ command -v go >/dev/null || die "Go is needed to build $name (https://go.dev/doc
 # program; for Kubernetes, the version stamps that a release build sets (else the binaries report
 # v0.0.0 and kwokctl cannot pick their flags).
 targets=.
-grep -q '^tool' "$module/go.mod" && targets=tool
+grep -qE '^tool[[:space:](]' "$module/go.mod" && targets=tool  # not `toolchain`
 ldflags="-s -w"
 case $name in
   kubernetes-*)
@@ -38,6 +38,12 @@ case $name in
     ;;
 esac
 build=(go build -trimpath -ldflags "$ldflags")
+
+# A module that needs a newer Go than the machine's names it in a `toolchain` line (Argo CD 3.6
+# declares go 1.27): the go command fetches that toolchain from the module proxy like a module,
+# once per machine. The others build with the installed Go, as before.
+toolchain=$(sed -nE 's/^toolchain (go[0-9.]+)$/\1/p' "$module/go.mod")
+export GOTOOLCHAIN=${toolchain:-local}
 
 key=$(cat "$module/go.mod" "$module/go.sum" <(go version; echo "${build[*]} $targets") |
   sha256sum | cut -c1-16)
@@ -58,7 +64,7 @@ rm -rf "$out.tmp"
 mkdir -p "$out.tmp/bin"
 build_log=$out.tmp/build.log
 start=$EPOCHREALTIME
-(cd "$module" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
+(cd "$module" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
   "${build[@]}" -o "$out.tmp/bin/" "$targets") >"$build_log" 2>&1 &
 build_pid=$!
 # A cold build is silent for minutes: say that it is still going.
