@@ -1,8 +1,10 @@
 //! The readers GitOps tools run on a watch's status, run for real: kstatus
 //! (`sigs.k8s.io/cli-utils`, the library Flux and `kubectl wait`-style tools use) and Argo CD's own
 //! resource health evaluation (its `util/lua` package on gopher-lua), with the health script
-//! registered as the argocd-cm customization for `poolwatch.io/PoolStatisticsWatch`. Both live in
-//! the Go program `tests/go/gitops-readers`, built once into the cache from its pinned module.
+//! registered as the argocd-cm customization for `poolwatch.io/PoolStatisticsWatch`. And
+//! [`Application`]: Argo CD's sync and its application controller's comparison of manifests "in
+//! git" with the control plane, in each [`DiffMode`]. All live in the Go program
+//! `tests/go/gitops-readers` (Argo CD 3.6.1), built once into the cache from its pinned module.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
