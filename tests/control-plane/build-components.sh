@@ -2,8 +2,9 @@
 # Builds the Go programs the tests run (the upstream components of the local control plane, the
 # GitOps readers) from their modules under tests/go/, once, into the cache, and prints the folder
 # holding the binaries. Each module pins its versions in
-# go.mod and their checksums in go.sum; the cache key is a hash of both, of the build flags and of
-# the Go version, so a change to any of them builds afresh and an unchanged one costs nothing.
+# go.mod and their checksums in go.sum; the cache key is a hash of both, of the module's own Go
+# files, of the build flags and of the Go version, so a change to any of them builds afresh and an
+# unchanged one costs nothing.
 #   build-components.sh kubernetes-1.37   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 #   build-components.sh kwok              kwok (the fake node's controller) and kwokctl (runs the cluster)
 #   build-components.sh etcd              etcd
@@ -45,7 +46,9 @@ build=(go build -trimpath -ldflags "$ldflags")
 toolchain=$(sed -nE 's/^toolchain (go[0-9.]+)$/\1/p' "$module/go.mod")
 export GOTOOLCHAIN=${toolchain:-local}
 
-key=$(cat "$module/go.mod" "$module/go.sum" <(go version; echo "${build[*]} $targets") |
+# The module's own Go files count too (only the GitOps readers have any): an edit rebuilds.
+mapfile -t sources < <(find "$module" -maxdepth 1 -name '*.go' | sort)
+key=$(cat "$module/go.mod" "$module/go.sum" "${sources[@]}" <(go version; echo "${build[*]} $targets") |
   sha256sum | cut -c1-16)
 out=$CACHE_DIR/components/$name-$key
 if $key_only || [ -f "$out/.built" ]; then

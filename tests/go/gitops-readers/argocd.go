@@ -335,7 +335,10 @@ func (s *session) serverSideDiff() bool {
 
 // compare is the controller's CompareAppState for one Application with no diff cache: Argo CD's
 // StateDiffs with the diff config the controller builds, then each resource's sync status as the
-// controller derives it and its health.
+// controller derives it and its health. The argocd-cm compare options are the defaults but for
+// one: status is compared too (`ignoreResourceStatusField: none`; the default `all` adds an
+// ignoreDifferences of /status for every kind), so "the operator's status never makes a watch
+// OutOfSync" holds without that help.
 func (s *session) compare(ctx context.Context) comparison {
 	verdict := comparison{Sync: string(appv1.SyncStatusCodeUnknown), ServerSideDiff: s.serverSideDiff(), Resources: []resourceVerdict{}}
 	reconciliation, err := s.reconcile(ctx)
@@ -350,7 +353,7 @@ func (s *session) compare(ctx context.Context) comparison {
 		return verdict
 	}
 	builder := argodiff.NewDiffConfigBuilder().
-		WithDiffSettings(s.app.Spec.IgnoreDifferences, s.overrides, true, normalizers.IgnoreNormalizerOpts{}).
+		WithDiffSettings(s.app.Spec.IgnoreDifferences, s.overrides, false, normalizers.IgnoreNormalizerOpts{}).
 		WithTracking(appLabelKey, string(trackingMethod)).
 		WithNoCache().
 		WithGVKParser(gvkParser).
