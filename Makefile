@@ -181,7 +181,7 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(MAKE) --no-print-directory advisories
 	@echo "==> Local control plane (the first start builds Kubernetes from source: minutes)"
 	$(MAKE) --no-print-directory test-cluster
-	@echo "==> GitOps readers: kstatus and Argo CD's health evaluation (the first time builds them: minutes)"
+	@echo "==> GitOps readers: kstatus, Argo CD's sync, diff and health (the first time builds them with Go 1.27.3: minutes)"
 	@tests/control-plane/build-components.sh gitops-readers >/dev/null
 	@echo "==> Container image (the first build compiles the release binary for musl: minutes)"
 	$(MAKE) --no-print-directory container-tools

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod argocd;
 mod bounded;
 mod chart;
 mod control_plane;

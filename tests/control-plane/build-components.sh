@@ -2,12 +2,13 @@
 # Builds the Go programs the tests run (the upstream components of the local control plane, the
 # GitOps readers) from their modules under tests/go/, once, into the cache, and prints the folder
 # holding the binaries. Each module pins its versions in
-# go.mod and their checksums in go.sum; the cache key is a hash of both, of the build flags and of
-# the Go version, so a change to any of them builds afresh and an unchanged one costs nothing.
+# go.mod and their checksums in go.sum; the cache key is a hash of both, of the module's own Go
+# files, of the build flags and of the Go version, so a change to any of them builds afresh and an
+# unchanged one costs nothing.
 #   build-components.sh kubernetes-1.37   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 #   build-components.sh kwok              kwok (the fake node's controller) and kwokctl (runs the cluster)
 #   build-components.sh etcd              etcd
-#   build-components.sh gitops-readers    kstatus and Argo CD's health evaluation (tests/go/gitops-readers)
+#   build-components.sh gitops-readers    kstatus, and Argo CD's sync, diff and health (tests/go/gitops-readers)
 #   build-components.sh actionlint        the GitHub Actions linter (tests/go/actionlint)
 #   build-components.sh prometheus        prometheus and promtool (tests/go/prometheus), without the
 #                                         cloud service discoveries (build tag remove_all_sd)
@@ -27,7 +28,7 @@ command -v go >/dev/null || die "Go is needed to build $name (https://go.dev/doc
 # program; for Kubernetes, the version stamps that a release build sets (else the binaries report
 # v0.0.0 and kwokctl cannot pick their flags).
 targets=.
-grep -q '^tool' "$module/go.mod" && targets=tool
+grep -qE '^tool[[:space:](]' "$module/go.mod" && targets=tool  # not `toolchain`
 ldflags="-s -w"
 tags=""
 case $name in
@@ -55,7 +56,15 @@ esac
 build=(go build -trimpath -ldflags "$ldflags")
 if [ -n "$tags" ]; then build+=(-tags "$tags"); fi
 
-key=$(cat "$module/go.mod" "$module/go.sum" <(go version; echo "${build[*]} $targets") |
+# A module that needs a newer Go than the machine's names it in a `toolchain` line (Argo CD 3.6
+# declares go 1.27): the go command fetches that toolchain from the module proxy like a module,
+# once per machine. The others build with the installed Go, as before.
+toolchain=$(sed -nE 's/^toolchain (go[0-9.]+)$/\1/p' "$module/go.mod")
+export GOTOOLCHAIN=${toolchain:-local}
+
+# The module's own Go files count too (only the GitOps readers have any): an edit rebuilds.
+mapfile -t sources < <(find "$module" -maxdepth 1 -name '*.go' | sort)
+key=$(cat "$module/go.mod" "$module/go.sum" "${sources[@]}" <(go version; echo "${build[*]} $targets") |
   sha256sum | cut -c1-16)
 out=$CACHE_DIR/components/$name-$key
 if $key_only || [ -f "$out/.built" ]; then
@@ -74,7 +83,7 @@ rm -rf "$out.tmp"
 mkdir -p "$out.tmp/bin"
 build_log=$out.tmp/build.log
 start=$EPOCHREALTIME
-(cd "$module" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
+(cd "$module" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
   "${build[@]}" -o "$out.tmp/bin/" "$targets") >"$build_log" 2>&1 &
 build_pid=$!
 # A cold build is silent for minutes: say that it is still going.

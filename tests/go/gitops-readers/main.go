@@ -3,6 +3,9 @@
 // tools use) and Argo CD's resource health evaluation make of it. The Argo CD health script is the
 // Lua file given as the only argument, registered as a resource customization for the object's
 // group and kind, exactly as the argocd-cm key `resource.customizations.health.<group>_<kind>` does.
+//
+// `gitops-readers argocd sync|compare` runs Argo CD's sync and comparison of an Application
+// against a cluster (argocd.go).
 package main
 
 import (
@@ -28,8 +31,12 @@ type reading struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "argocd" {
+		argocdMain(os.Args[2:])
+		return
+	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gitops-readers HEALTH_LUA_FILE < objects.jsonl")
+		fmt.Fprintln(os.Stderr, "usage: gitops-readers HEALTH_LUA_FILE < objects.jsonl\n       gitops-readers argocd sync|compare ...")
 		os.Exit(2)
 	}
 	script, err := os.ReadFile(os.Args[1])
