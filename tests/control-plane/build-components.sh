@@ -62,8 +62,8 @@ if [ -n "$tags" ]; then build+=(-tags "$tags"); fi
 toolchain=$(sed -nE 's/^toolchain (go[0-9.]+)$/\1/p' "$module/go.mod")
 export GOTOOLCHAIN=${toolchain:-local}
 
-# The module's own Go files count too (only the GitOps readers have any): an edit rebuilds.
-mapfile -t sources < <(find "$module" -maxdepth 1 -name '*.go' | sort)
+# The module's own Go files count too (the GitOps readers', the Flux git server's): an edit rebuilds.
+mapfile -t sources < <(find "$module" -name '*.go' | sort)
 key=$(cat "$module/go.mod" "$module/go.sum" "${sources[@]}" <(go version; echo "${build[*]} $targets") |
   sha256sum | cut -c1-16)
 out=$CACHE_DIR/components/$name-$key
