@@ -16,7 +16,7 @@ use std::time::Duration;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::control_plane::{ControlPlane, repo_path, run};
+use super::control_plane::{ControlPlane, component_bin, repo_path, run};
 use super::daemon::Daemon;
 use super::faults::scratch_dir;
 use super::operator::free_address;
@@ -46,12 +46,7 @@ const CRD_FOLDER: &str = "config/crd/bases";
 /// `gitserver`); built on first use (minutes on a cold machine).
 pub fn bin_dir() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out =
-            run(Command::new(repo_path("tests/control-plane/build-components.sh")).arg("flux"))
-                .unwrap_or_else(|e| panic!("building tests/go/flux failed: {e}"));
-        PathBuf::from(out.trim())
-    })
+    BIN.get_or_init(|| component_bin("flux"))
 }
 
 /// Applies the CRDs of the pinned releases (GitRepository, Kustomization and the other kinds the

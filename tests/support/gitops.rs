@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::control_plane::repo_path;
+use super::control_plane::{component_bin, repo_path};
 
 /// The Argo CD health script the project ships.
 pub const HEALTH_LUA: &str = "deploy/argocd/health.lua";
@@ -40,19 +40,7 @@ pub struct Reading {
 /// The built `gitops-readers` binary (built on first use; minutes on a cold machine).
 fn binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let output = Command::new(repo_path("tests/control-plane/build-components.sh"))
-            .arg("gitops-readers")
-            .output()
-            .expect("run build-components.sh");
-        assert!(
-            output.status.success(),
-            "building tests/go/gitops-readers failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let dir = String::from_utf8(output.stdout).expect("a path");
-        PathBuf::from(dir.trim()).join("gitops-readers")
-    })
+    BINARY.get_or_init(|| component_bin("gitops-readers").join("gitops-readers"))
 }
 
 /// What kstatus and Argo CD (with the shipped health script) make of each object.
