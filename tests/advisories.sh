@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Security advisories for the dependency tree (cargo-deny's `advisories` check, deny.toml's rules),
 # without reaching GitHub: against a snapshot of the RustSec advisory database, by default the
-# one beside the project (../shared/advisory-db, with its SNAPSHOT.md), or the one
-# POOLWATCH_ADVISORY_DB names.
+# one beside the project (../shared/advisory-db, with its SNAPSHOT.md; for a clone of a local
+# checkout, also the one beside that checkout), or the one POOLWATCH_ADVISORY_DB names.
 #
 #   tests/advisories.sh check        the check; `make test` runs it
 #   tests/advisories.sh self-test    a copy of the snapshot with a made-up advisory for a crate
@@ -31,7 +31,25 @@ ROOT=$PWD
 
 CARGO_DENY=${CARGO_DENY:-cargo-deny}
 CACHE=${POOLWATCH_CACHE_DIR:-$HOME/.cache/poolwatch}/advisory-db
-SNAPSHOT=${POOLWATCH_ADVISORY_DB:-$(dirname "$ROOT")/shared/advisory-db}
+# The default snapshot: beside this checkout, or, for a clone of a local checkout (CI's
+# `git clone . "$(mktemp -d)"`), beside the checkout it was cloned from.
+default_snapshot() {
+  local origin
+  echo "$(dirname "$ROOT")/shared/advisory-db"
+  origin=$(git -C "$ROOT" remote get-url origin 2>/dev/null) || return 0
+  origin=${origin#file://}
+  [ -d "$origin" ] && echo "$(cd "$origin" && dirname "$PWD")/shared/advisory-db"
+  return 0
+}
+if [ -n "${POOLWATCH_ADVISORY_DB:-}" ]; then
+  SNAPSHOT=$POOLWATCH_ADVISORY_DB
+else
+  SNAPSHOT=
+  while read -r candidate; do
+    if [ -f "$candidate/SNAPSHOT.md" ]; then SNAPSHOT=$candidate; break; fi
+  done < <(default_snapshot)
+  SNAPSHOT=${SNAPSHOT:-$(dirname "$ROOT")/shared/advisory-db}
+fi
 WORK=$ROOT/target/advisories
 
 say() { echo "advisories: $*"; }
