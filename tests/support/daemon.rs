@@ -19,6 +19,8 @@ pub struct Daemon {
     /// Kept open: a process that reads its stdin sees its parent go when it closes.
     stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads copying its output into `lines`; they end when it exits.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -31,22 +33,24 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("{name} ({command:?}) does not start: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let lines = Arc::clone(&lines);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     lines.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         Self {
             name: name.to_owned(),
             stdin: child.stdin.take(),
             child,
             lines,
+            readers,
         }
     }
 
@@ -64,15 +68,23 @@ impl Daemon {
     /// Panics with the process's last lines if it has exited: a helper that died explains
     /// itself instead of leaving the test to time out.
     pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            // Its output threads may still be reading the last lines.
-            std::thread::sleep(Duration::from_millis(200));
+        if let Some(status) = self.exited() {
             panic!(
                 "{} exited ({status}); its last lines:\n{}",
                 self.name,
                 self.last_lines(40)
             );
         }
+    }
+
+    /// How it exited, if it has; its last lines are then all in [`Daemon::lines`].
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.try_wait().ok().flatten()?;
+        // Its output threads may still be reading the last lines: they end at the pipes' end.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Some(status)
     }
 
     /// Waits until a line of output satisfies `wanted` and returns it; panics with the last

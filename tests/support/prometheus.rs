@@ -4,15 +4,15 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::control_plane::component_bin;
+use super::daemon::Daemon;
 use super::operator::free_address;
 use super::scratch::Scratch;
 
@@ -35,12 +35,10 @@ pub fn rule_file_of(prometheus_rule: &str) -> Value {
 
 /// A running Prometheus. Killed, and its files removed, when dropped.
 pub struct Prometheus {
-    child: Option<Child>,
+    /// Stopped (TERM, then KILL) when dropped, before `dir` goes.
+    process: Daemon,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    logs: Arc<Mutex<Vec<String>>>,
-    /// The threads copying its output into `logs`; they end when it exits.
-    readers: Vec<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
     /// Configuration, rule files and TSDB; dropped after the process is gone.
     dir: Scratch,
@@ -56,34 +54,16 @@ impl Prometheus {
             dir.file(name, contents);
         }
         let address = free_address();
-        let mut child = Command::new(binaries().join("prometheus"))
+        let mut command = Command::new(binaries().join("prometheus"));
+        command
             .arg(format!("--config.file={config_file}"))
             .arg(format!("--storage.tsdb.path={}/data", dir.path()))
             .arg(format!("--web.listen-address={address}"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("prometheus starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = Vec::new();
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let logs = Arc::clone(&logs);
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            }));
-        }
+            .current_dir(dir.path());
+        let process = Daemon::spawn("prometheus", command);
         let mut prometheus = Self {
-            child: Some(child),
+            process,
             url: format!("http://{address}"),
-            logs,
-            readers,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -107,16 +87,9 @@ impl Prometheus {
             {
                 return;
             }
-            let exited = self
-                .child
-                .as_mut()
-                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            let exited = self.process.exited().is_some();
             if exited || tokio::time::Instant::now() > deadline {
                 let what = if exited {
-                    // Its last lines may still be in the pipes.
-                    for reader in self.readers.drain(..) {
-                        let _ = reader.join();
-                    }
                     "exited before it was ready".to_owned()
                 } else {
                     format!("was not ready after {START:?}")
@@ -132,8 +105,7 @@ impl Prometheus {
 
     /// Its last `n` log lines.
     pub fn last_lines(&self, n: usize) -> String {
-        let logs = self.logs.lock().unwrap();
-        logs[logs.len().saturating_sub(n)..].join("\n")
+        self.process.last_lines(n)
     }
 
     /// `GET /api/v1/<path>` with `query` parameters: its `data`, or why there is none.
@@ -212,10 +184,6 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
         if std::thread::panicking() {
             eprintln!("Prometheus' last lines:\n{}", self.last_lines(20));
         }
