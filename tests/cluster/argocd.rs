@@ -2,7 +2,7 @@
 //! made of them (defaults filled in) and the operator wrote (status), in each diff mode users run:
 //! Synced and Healthy once synced, OutOfSync only for a real change in git, never for the
 //! operator's status. And the chart's CRD shipped with a watch in one Application. The Argo CD code
-//! is v3.6.1's (`tests/go/gitops-readers`, see `support::gitops`).
+//! is v3.6.2's (`tests/go/gitops-readers`, see `support::gitops`).
 
 use std::time::Duration;
 

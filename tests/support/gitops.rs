@@ -4,7 +4,7 @@
 //! registered as the argocd-cm customization for `poolwatch.io/PoolStatisticsWatch`. And
 //! [`Application`]: Argo CD's sync and its application controller's comparison of manifests "in
 //! git" with the control plane, in each [`DiffMode`]. All live in the Go program
-//! `tests/go/gitops-readers` (Argo CD 3.6.1), built once into the cache from its pinned module.
+//! `tests/go/gitops-readers` (Argo CD 3.6.2), built once into the cache from its pinned module.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 

@@ -2,7 +2,7 @@
 // evaluation (util/lua, on gopher-lua), its sync (gitops-engine's sync context), and the
 // comparison its application controller makes (util/argo/diff: legacy three-way and server-side
 // diff), run on objects the API server defaulted and the operator wrote status into.
-// Argo CD v3.6.1, the newest release; it declares go 1.27, so the build uses Go 1.27.3 (the
+// Argo CD v3.6.2, the newest release; it declares go 1.27, so the build uses Go 1.27.3 (the
 // toolchain line; build-components.sh passes it as GOTOOLCHAIN). Its gitops-engine now lives in
 // Argo CD's own repository as github.com/argoproj/argo-cd/gitops-engine/v3, tagged with each release.
 module poolwatch.test/gitops-readers
@@ -12,8 +12,8 @@ go 1.27.0
 toolchain go1.27.3
 
 require (
-	github.com/argoproj/argo-cd/gitops-engine/v3 v3.6.1
-	github.com/argoproj/argo-cd/v3 v3.6.1
+	github.com/argoproj/argo-cd/gitops-engine/v3 v3.6.2
+	github.com/argoproj/argo-cd/v3 v3.6.2
 	github.com/go-logr/logr v1.4.4
 	github.com/sirupsen/logrus v1.10.2
 	k8s.io/apimachinery v0.37.0
@@ -51,7 +51,7 @@ require (
 	github.com/cyphar/filepath-securejoin v0.7.0 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
 	github.com/distribution/reference v0.6.0 // indirect
-	github.com/dlclark/regexp2 v1.12.0 // indirect
+	github.com/dlclark/regexp2/v2 v2.13.0 // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
 	github.com/emirpasic/gods v1.18.1 // indirect
 	github.com/evanphx/json-patch v5.9.11+incompatible // indirect
