@@ -1,6 +1,6 @@
-//! A long-running helper process of a test (a Flux controller, the git server): its output kept
-//! for failure messages, stopped with SIGTERM and then SIGKILL when dropped, also when the test
-//! panics.
+//! A long-running process of a test (the operator, a Flux controller, the git server): its output
+//! kept for failure messages, stopped with SIGTERM and then SIGKILL when dropped, also when the
+//! test panics.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -77,6 +77,31 @@ impl Daemon {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns whether it did. Looked at once even
+    /// with a zero timeout: a caller polling with `Duration::ZERO` asks "has it exited yet?".
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.exited().is_some() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// How it exited, if it has; its last lines are then all in [`Daemon::lines`].
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         let status = self.child.try_wait().ok().flatten()?;
@@ -111,23 +136,23 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stdin.take();
         if self.child.try_wait().ok().flatten().is_some() {
-            return;
+            return; // exited already (a test signalled it, or it died)
         }
-        // Never pid 0: `kill 0` signals the whole process group, the test runner included.
-        let pid = self.child.id();
-        if pid != 0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
+        self.signal("TERM");
+        if !self.wait_exit(GRACE) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let deadline = Instant::now() + GRACE;
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` to `pid` with kill(1).
+fn send_signal(pid: u32, signal: &str) {
+    // Never pid 0: `kill 0` signals the whole process group, the test runner included.
+    if pid != 0 {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status();
     }
 }

@@ -5,11 +5,9 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -19,11 +17,12 @@ use poolwatch::api::PoolStatisticsWatch;
 use serde_json::json;
 
 use super::control_plane::control_plane;
+use super::daemon::Daemon;
 use super::metrics_reader::{self, Trust};
 
 /// A running operator. Stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Operator {
-    child: Option<Child>,
+    process: Daemon,
     /// The URL of its metrics endpoint.
     pub metrics_url: String,
     /// How its metrics certificate is trusted.
@@ -32,7 +31,6 @@ pub struct Operator {
     kubeconfig: std::path::PathBuf,
     /// Base URL of its probes.
     pub probes_url: String,
-    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Operator {
@@ -117,51 +115,36 @@ impl Operator {
         // `POOLWATCH_BENCH_BINARY` runs another build (one with symbols, to profile a benchmark).
         let binary = std::env::var_os("POOLWATCH_BENCH_BINARY")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_poolwatch").into());
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("KUBECONFIG", kubeconfig)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the poolwatch binary starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let logs = Arc::clone(&logs);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
+            .env_remove("RUST_LOG");
+        let process = Daemon::spawn("poolwatch", command);
         let metrics_trust = metrics_trust(args);
         Self {
-            child: Some(child),
+            process,
             metrics_url: format!("{}://{metrics}/metrics", metrics_trust.scheme()),
             metrics_trust,
             kubeconfig: kubeconfig.to_path_buf(),
             probes_url: format!("http://{probes}"),
-            logs,
         }
     }
 
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.process.lines()
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or_default()
+        self.process.pid()
     }
 
     /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to the process.
     pub fn signal(&self, signal: &str) {
-        send_signal(self.pid(), signal);
+        self.process.signal(signal);
     }
 
     /// Whether `holder` (a Lease's `holderIdentity`) names this replica: a replica's identity
@@ -176,29 +159,14 @@ impl Operator {
         format!("-{})", self.pid())
     }
 
-    /// How the process ended, once it has.
+    /// How the process ended, once it has; its last log lines are then all in [`Operator::logs`].
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.process.exited()
     }
 
     /// Waits for the process to exit, up to `timeout`; returns whether it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
-        // Looked at once even with a zero timeout: a caller polling with `Duration::ZERO` asks
-        // "has it exited yet?".
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && child.try_wait().ok().flatten().is_some()
-            {
-                return true;
-            }
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.process.wait_exit(timeout)
     }
 
     /// Whether it holds the leader Lease, as its `poolwatch_leader` gauge says.
@@ -275,36 +243,6 @@ fn metrics_trust(args: &[String]) -> Trust {
         Trust::Ca(test_ca.clone())
     } else {
         Trust::SelfSigned
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if child.try_wait().ok().flatten().is_some() {
-                return; // exited already (a test signalled it)
-            }
-            send_signal(child.id(), "TERM");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn send_signal(pid: u32, signal: &str) {
-    // Never pid 0: `kill 0` signals the whole process group, the test runner included.
-    if pid != 0 {
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status();
     }
 }
 
