@@ -31,6 +31,7 @@ targets=.
 grep -qE '^tool[[:space:](]' "$module/go.mod" && targets=tool  # not `toolchain`
 ldflags="-s -w"
 tags=""
+stamped=()
 case $name in
   kubernetes-*)
     version=$(sed -nE 's/^\s*(require )?k8s\.io\/kubernetes (v[0-9.]+).*/\2/p' "$module/go.mod")
@@ -48,8 +49,10 @@ case $name in
     version=$(sed -nE 's/^\s*github\.com\/prometheus\/prometheus v0\.([0-9]+)\.([0-9]+).*/\1 \2/p' "$module/go.mod")
     [ -n "$version" ] || die "$module/go.mod requires no github.com/prometheus/prometheus release"
     read -r minor patch <<<"$version"
-    # Module v0.316.0 is release 3.16.0: major 3, minor 16.
-    ldflags+=" -X github.com/prometheus/common/version.Version=${minor:0:1}.${minor:1}.$patch"
+    # Module v0.MNN.P is release M.NN.P: v0.316.0 is 3.16.0, v0.301.0 is 3.1.0.
+    release=$((10#$minor / 100)).$((10#$minor % 100)).$patch
+    ldflags+=" -X github.com/prometheus/common/version.Version=$release"
+    stamped=(prometheus "prometheus, version $release ")
     tags=remove_all_sd
     ;;
 esac
@@ -98,6 +101,11 @@ if ! wait "$build_pid"; then
   die "building $name failed (full log: $build_log)"
 fi
 log "built $name in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0fs", b - a }')"
+# A stamp that did not take (a renamed variable upstream) would pass unseen: look at it.
+if [ ${#stamped[@]} = 2 ] && ! "$out.tmp/bin/${stamped[0]}" --version 2>&1 | grep -qF "${stamped[1]}"; then
+  "$out.tmp/bin/${stamped[0]}" --version >&2
+  die "${stamped[0]} --version does not say \"${stamped[1]}\""
+fi
 # Go names a program after its package path's last element, "server" for etcd's (server/v3).
 [ "$name" = etcd ] && mv "$out.tmp/bin/server" "$out.tmp/bin/etcd"
 touch "$out.tmp/.built"
