@@ -35,7 +35,7 @@ async fn the_controller_syncs_the_charts_crd_and_a_watch_in_one_application() {
         // No operator serves this group: the watch has no status, and the health script says so.
         let synced = app
             .wait(
-                &format!("{mode:?}: Synced, Progressing"),
+                &format!("{mode:?}: synced, Synced, Progressing"),
                 ARGOCD_STEP,
                 |a| {
                     assert!(
@@ -43,7 +43,9 @@ async fn the_controller_syncs_the_charts_crd_and_a_watch_in_one_application() {
                         "{mode:?}: {:#}",
                         a["status"]
                     );
-                    synced_at(a, &revision, "Progressing").then(|| a.clone())
+                    (synced_at(a, &revision, "Progressing")
+                        && a["status"]["operationState"]["phase"] == "Succeeded")
+                        .then(|| a.clone())
                 },
             )
             .await;

@@ -25,12 +25,15 @@ use super::control_plane::{
 };
 use super::daemon::Daemon;
 use super::faults::scratch_dir;
+use super::fresh_crd::FRESH_CRD_GROUPS;
 use super::operator::free_address;
 
 /// The Application users copy.
 pub const USER_APPLICATION: &str = "deploy/argocd/poolwatch-watches.yaml";
 /// The argocd-cm entries users merge: the watches' health script.
 pub const USER_ARGOCD_CM: &str = "deploy/argocd/argocd-cm.yaml";
+/// The key of the health script in [`USER_ARGOCD_CM`].
+const HEALTH_KEY: &str = "resource.customizations.health.poolwatch.io_PoolStatisticsWatch";
 /// Where in the repository [`USER_APPLICATION`] looks for the watches.
 pub const PATH: &str = "watches";
 /// The field manager of Argo CD's server-side apply.
@@ -363,9 +366,16 @@ pub fn conditions(app: &Value) -> String {
     app["status"]["conditions"].to_string()
 }
 
-/// How many syncs the Application has recorded (automated or asked for).
+/// How many syncs of a new revision the Application has recorded (automated or asked for).
 pub fn syncs(app: &Value) -> usize {
     app["status"]["history"].as_array().map_or(0, Vec::len)
+}
+
+/// When the Application's last sync started (any sync, selfHeal's of the same revision too).
+pub fn last_sync_started(app: &Value) -> &str {
+    app["status"]["operationState"]["startedAt"]
+        .as_str()
+        .unwrap_or_default()
 }
 
 /// The object of [`USER_APPLICATION`].
@@ -477,6 +487,15 @@ fn configure(plane: &ControlPlane, namespace: &str, scratch: &Path) {
             for (key, value) in health[0]["data"].as_object().expect("argocd-cm data") {
                 object["data"][key] = value.clone();
             }
+            // The same script for the groups of the tests' renamed CRDs (see FreshCrd): a
+            // wildcard group, which only argocd-cm's block form of customizations allows.
+            let script = &health[0]["data"][HEALTH_KEY];
+            assert!(script.is_string(), "{USER_ARGOCD_CM} has no {HEALTH_KEY}");
+            let block = json!({
+                format!("*.{FRESH_CRD_GROUPS}/PoolStatisticsWatch"): {"health.lua": script},
+            });
+            object["data"]["resource.customizations"] =
+                json!(serde_norway::to_string(&block).expect("YAML"));
         }
     }
     objects.push(json!({

@@ -13,6 +13,9 @@ use super::control_plane::{CRD_FILE, ControlPlane, repo_path};
 use super::operator::eventually;
 use super::world::World;
 
+/// The parent domain of the renamed CRDs' groups: `<namespace>.poolwatch.test`.
+pub const FRESH_CRD_GROUPS: &str = "poolwatch.test";
+
 /// The chart's CRD under a group of its own (so the API server does not know it yet, as on a first
 /// sync, and no other test sees it), deleted when dropped, also when the test fails.
 pub struct FreshCrd {
@@ -35,7 +38,7 @@ impl FreshCrd {
             chart_crd, project_crd,
             "the chart ships the CRD of `make crd`"
         );
-        let group = format!("{}.poolwatch.test", world.namespace.name);
+        let group = format!("{}.{FRESH_CRD_GROUPS}", world.namespace.name);
         let yaml = chart_crd
             .replace(
                 "name: poolstatisticswatches.poolwatch.io",
