@@ -371,13 +371,6 @@ pub fn syncs(app: &Value) -> usize {
     app["status"]["history"].as_array().map_or(0, Vec::len)
 }
 
-/// When the Application's last sync started (any sync, selfHeal's of the same revision too).
-pub fn last_sync_started(app: &Value) -> &str {
-    app["status"]["operationState"]["startedAt"]
-        .as_str()
-        .unwrap_or_default()
-}
-
 /// The object of [`USER_APPLICATION`].
 pub fn user_application() -> Value {
     let objects = yaml_documents(&repo_path(USER_APPLICATION));
