@@ -77,8 +77,9 @@ fmt: ## Format the code.
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings are errors.
 	$(CARGO) fmt --check
-	@# tests/flux is `make test-gitops`'s (test = false in Cargo.toml), so --all-targets leaves it out.
-	$(CARGO) clippy --locked --all-targets --test flux -- -D warnings
+	@# tests/flux and tests/argocd are `make test-gitops`'s (test = false in Cargo.toml), so
+	@# --all-targets leaves them out.
+	$(CARGO) clippy --locked --all-targets --test flux --test argocd -- -D warnings
 
 .PHONY: crd-check
 crd-check: ## Fail when the committed CRD differs from `poolwatch crd`.
@@ -149,13 +150,10 @@ workflow-lint: ## actionlint (built from its Go module, tests/go/actionlint) and
 	@"$$(tests/control-plane/build-components.sh actionlint)/actionlint" .github/workflows/*.yaml
 	@tests/workflow-rules.sh
 
-# What `make test` needs to build and run the image, from the distribution's packages.
-CONTAINER_TOOLS := buildah:buildah podman:podman runc:runc skopeo:skopeo musl-gcc:musl-tools
-
-.PHONY: container-tools
-container-tools: ## Install buildah, podman, runc, skopeo and musl-tools where missing (Debian/Ubuntu).
-	@missing=""; for pair in $(CONTAINER_TOOLS); do \
-		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; \
+# $(call install_missing,COMMAND:PACKAGE ...): the shell command that installs, from the
+# distribution's packages (Debian/Ubuntu), the package of each COMMAND that is not on PATH.
+install_missing = missing=""; for pair in $(1); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair\#\#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "==> installing$$missing"; \
@@ -163,6 +161,20 @@ container-tools: ## Install buildah, podman, runc, skopeo and musl-tools where m
 		$$sudo apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# What `make test` needs to build and run the image, from the distribution's packages.
+CONTAINER_TOOLS := buildah:buildah podman:podman runc:runc skopeo:skopeo musl-gcc:musl-tools
+
+.PHONY: container-tools
+container-tools: ## Install buildah, podman, runc, skopeo and musl-tools where missing (Debian/Ubuntu).
+	@$(call install_missing,$(CONTAINER_TOOLS))
+
+# What `make test-gitops` needs besides what it builds: Redis, Argo CD's cache.
+GITOPS_TOOLS := redis-server:redis-server
+
+.PHONY: gitops-tools
+gitops-tools: ## Install redis-server (Argo CD's cache in make test-gitops) where missing (Debian/Ubuntu).
+	@$(call install_missing,$(GITOPS_TOOLS))
 
 SOAK_MINUTES ?= 30
 
@@ -192,17 +204,23 @@ test: python-tools ## Every check and test: format, lint, CRD drift, dependency 
 	$(CARGO) build --locked --benches
 	$(CARGO) test --locked --lib --bins --tests -- --test-threads=$(TEST_THREADS)
 
-# GitOps controllers for real, kept out of `make test` for time: the first run builds Flux's
-# controllers from their modules (7 minutes of CPU; 20 minutes of wall time measured on 2 cores
-# busy with other builds), the tests take a minute or two. Flux's source-controller and
-# kustomize-controller reconcile watches from a git repository on loopback (tests/flux). From a
-# clean clone it builds and starts everything itself (the control plane, the components).
+# GitOps controllers for real, kept out of `make test` for time. Flux's source-controller and
+# kustomize-controller reconcile watches from a git repository on loopback (tests/flux); then Argo
+# CD's application controller and repo-server (3.6.2, with Redis) sync them from one
+# (tests/argocd). The first run builds the controllers from their modules (Flux: 7 minutes of
+# CPU, 20 minutes of wall time measured on 2 cores busy with other builds; Argo CD: 7 minutes of
+# wall time cold on 2 shared cores); then the Flux tests and the Argo CD tests take a minute or
+# two each (144 s together, measured warm). From a clean clone it builds and starts everything itself (the
+# control plane, the components, Redis from the distribution's packages).
 .PHONY: test-gitops
-test-gitops: ## Flux's controllers reconcile watches from git: wait, stalled, new generations, drift, prune (tests/flux).
+test-gitops: gitops-tools ## Flux's and Argo CD's controllers sync watches from git: wait/health, stalled, new generations, drift, prune (tests/flux, tests/argocd).
 	$(MAKE) --no-print-directory test-cluster
 	@echo "==> Flux's controllers (the first time builds them from their modules: minutes)"
 	@tests/control-plane/build-components.sh flux >/dev/null
 	$(CARGO) test --locked --test flux -- --test-threads=$(TEST_THREADS)
+	@echo "==> Argo CD's application controller and repo-server (the first time builds them with Go 1.27.3: minutes)"
+	@tests/control-plane/build-components.sh argocd >/dev/null
+	$(CARGO) test --locked --test argocd -- --test-threads=$(TEST_THREADS)
 
 # The oldest Kubernetes minor the pinned k8s-openapi supports; `make test` runs the newest.
 K8S_MATRIX_MINORS ?= 1.33

@@ -6,14 +6,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams};
 use poolwatch::api::PoolStatisticsWatch;
 use serde_json::{Value, json};
 
-use crate::support::control_plane::{CRD_FILE, ControlPlane, repo_path, run};
+use crate::support::control_plane::run;
+use crate::support::fresh_crd::FreshCrd;
 use crate::support::gitops::{Application, Comparison, DiffMode};
-use crate::support::operator::{eventually, has_condition};
+use crate::support::operator::has_condition;
 use crate::support::simulator::PROJECT;
 use crate::support::world::{SOON, World, created};
 
@@ -174,79 +173,6 @@ async fn argocd_server_side_apply_client_side_diff_synced_and_healthy_out_of_syn
 #[tokio::test(flavor = "multi_thread")]
 async fn argocd_server_side_diff_synced_and_healthy_out_of_sync_only_for_git() {
     synced_healthy_and_out_of_sync_only_for_git(DiffMode::ServerSideDiff, "argocd-ssd").await;
-}
-
-/// The chart's CRD under a group of its own (so the API server does not know it yet, as on a first
-/// sync, and no other test sees it), deleted when dropped, also when the test fails.
-struct FreshCrd {
-    group: String,
-    yaml: String,
-    plane: &'static ControlPlane,
-}
-
-impl FreshCrd {
-    fn new(world: &World) -> Self {
-        let chart_crd = std::fs::read_to_string(repo_path(
-            "charts/poolwatch/crds/poolstatisticswatches.poolwatch.io.yaml",
-        ))
-        .expect("the chart's CRD");
-        let project_crd = std::fs::read_to_string(repo_path(CRD_FILE)).expect("the CRD");
-        assert_eq!(
-            chart_crd, project_crd,
-            "the chart ships the CRD of `make crd`"
-        );
-        let group = format!("{}.poolwatch.test", world.namespace.name);
-        let yaml = chart_crd
-            .replace(
-                "name: poolstatisticswatches.poolwatch.io",
-                &format!("name: poolstatisticswatches.{group}"),
-            )
-            .replace("group: poolwatch.io", &format!("group: {group}"))
-            // Without its short name and category, so that `kubectl get psw` in the tests that
-            // run meanwhile (and kubectl's discovery cache after) still means the real one.
-            .replace("    categories:\n    - modelarts\n", "")
-            .replace("    shortNames:\n    - psw\n", "");
-        assert!(!yaml.contains("psw\n"), "no short name left: {yaml}");
-        Self {
-            group,
-            yaml,
-            plane: world.plane(),
-        }
-    }
-}
-
-impl FreshCrd {
-    fn name(&self) -> String {
-        format!("poolstatisticswatches.{}", self.group)
-    }
-
-    /// Deletes the CRD (and so its watches) and waits until it is gone, so that the next sync
-    /// meets an API server that does not know the group again.
-    async fn remove(&self, world: &World) {
-        let crds: Api<CustomResourceDefinition> = Api::all(world.namespace.client.clone());
-        let name = self.name();
-        let _ = crds.delete(&name, &DeleteParams::default()).await;
-        eventually("the CRD deleted", Duration::from_secs(60), || async {
-            crds.get_opt(&name).await.ok()?.is_none().then_some(())
-        })
-        .await;
-    }
-}
-
-impl Drop for FreshCrd {
-    fn drop(&mut self) {
-        let _ = self
-            .plane
-            .kubectl()
-            .args([
-                "delete",
-                "crd",
-                &self.name(),
-                "--ignore-not-found",
-                "--wait=false",
-            ])
-            .output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,6 +13,7 @@
 #   build-components.sh prometheus        prometheus and promtool (tests/go/prometheus), without the
 #                                         cloud service discoveries (build tag remove_all_sd)
 #   build-components.sh flux              Flux's source-controller, kustomize-controller and a loopback git server (tests/go/flux)
+#   build-components.sh argocd            Argo CD's application controller and repo-server, one binary (tests/go/argocd)
 #   build-components.sh --key-only NAME   the folder it would print, without building
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -54,6 +55,13 @@ case $name in
     ldflags+=" -X github.com/prometheus/common/version.Version=$release"
     stamped=(prometheus "prometheus, version $release ")
     tags=remove_all_sd
+    ;;
+  argocd)
+    # Argo CD's release stamp (its Makefile's), which the controller and repo-server log at start;
+    # without it they report 99.99.99.
+    version=$(sed -nE 's/^\s*github\.com\/argoproj\/argo-cd\/v3 v([0-9.]+).*/\1/p' "$module/go.mod")
+    [ -n "$version" ] || die "$module/go.mod requires no github.com/argoproj/argo-cd/v3 release"
+    ldflags+=" -X github.com/argoproj/argo-cd/v3/common.version=$version"
     ;;
 esac
 build=(go build -trimpath -ldflags "$ldflags")

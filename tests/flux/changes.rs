@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use crate::support::flux::{self, KUSTOMIZE_MANAGER};
 use crate::support::operator::{eventually, has_condition};
+use crate::support::world::{managed_fields, ready_now};
 use crate::wait::health_checked_twice;
-use crate::world::{CREDENTIALS, FLUX_STEP, FluxWorld, ready_now, watch_path};
+use crate::world::{CREDENTIALS, FLUX_STEP, FluxWorld, watch_path};
 
 /// Sends SIGCONT to the operator when dropped, so that a test failing while it is stopped still
 /// lets it shut down.
@@ -70,24 +71,6 @@ async fn a_commit_that_changes_an_interval_is_ready_only_once_the_new_generation
     let after = fx.world.watches.get("pools").await.expect("read pools");
     assert!(ready_now(&after), "{:?}", after.status);
     assert_eq!(after.metadata.generation, unobserved.metadata.generation);
-}
-
-/// The managers of `watch`'s managedFields entries: (manager, operation, subresource, fields).
-fn managed_fields(watch: &Value) -> Vec<(String, String, String, Value)> {
-    watch["metadata"]["managedFields"]
-        .as_array()
-        .expect("managedFields")
-        .iter()
-        .map(|entry| {
-            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
-            (
-                text("manager"),
-                text("operation"),
-                text("subresource"),
-                entry["fieldsV1"].clone(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::support::flux::{self, flux_condition};
 use crate::support::operator::{condition, condition_message, eventually, has_condition};
 use crate::support::simulator::{AK, SK};
-use crate::world::{CREDENTIALS, FLUX_STEP, FluxWorld, ready_now};
+use crate::support::world::ready_now;
+use crate::world::{CREDENTIALS, FLUX_STEP, FluxWorld};
 
 /// How long the simulator holds the slow watch's first answer: several of Flux's 5 s health
 /// polls, and well within the operator's 30 s upstream timeout.

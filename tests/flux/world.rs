@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::support::control_plane::{TestNamespace, control_plane};
 use crate::support::flux::{self, Flux, PATH};
+use crate::support::git_manifests::{self, yaml};
 use crate::support::git_server::GitRepo;
-use crate::support::operator::has_condition;
 use crate::support::simulator::{self, AK, PROJECT, SK};
 use crate::support::world::World;
 
@@ -78,18 +78,12 @@ impl FluxWorld {
             })),
         )];
         for (name, access_key_id, secret_access_key) in secrets {
-            files.push((
-                format!("{PATH}/secret-{name}.yaml"),
-                yaml(&json!({
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": name, "namespace": self.apps()},
-                    "type": "Opaque",
-                    "stringData": {
-                        "accessKeyId": access_key_id,
-                        "secretAccessKey": secret_access_key,
-                    },
-                })),
+            files.push(git_manifests::secret_file(
+                PATH,
+                Some(self.apps()),
+                name,
+                access_key_id,
+                secret_access_key,
             ));
         }
         files
@@ -109,13 +103,15 @@ impl FluxWorld {
         secret: &str,
         overrides: Value,
     ) -> (String, String) {
-        let watch = self.world.watch_object(name, workspace, secret, overrides);
-        let mut object = serde_json::to_value(watch).expect("a watch serialises");
-        object["metadata"]["namespace"] = json!(self.apps());
-        if let Some(fields) = object.as_object_mut() {
-            fields.remove("status");
-        }
-        (watch_path(name), yaml(&object))
+        git_manifests::watch_file(
+            &self.world,
+            PATH,
+            Some(self.apps()),
+            name,
+            workspace,
+            secret,
+            overrides,
+        )
     }
 
     /// Commits `files` (and the removal of `removed`) and returns the commit id.
@@ -171,15 +167,5 @@ impl FluxWorld {
 
 /// The repository path of watch `name`.
 pub fn watch_path(name: &str) -> String {
-    format!("{PATH}/watch-{name}.yaml")
-}
-
-/// Whether a watch is Ready for its current generation.
-pub fn ready_now(watch: &poolwatch::api::PoolStatisticsWatch) -> bool {
-    has_condition(watch, "Ready", "True", "Synced")
-        && watch.status.as_ref().and_then(|s| s.observed_generation) == watch.metadata.generation
-}
-
-fn yaml(object: &Value) -> String {
-    serde_norway::to_string(object).expect("YAML")
+    git_manifests::watch_path(PATH, name)
 }

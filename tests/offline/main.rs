@@ -8,7 +8,7 @@ mod support;
 
 mod crd_schema;
 mod fetch_cli;
-mod flux_manifests;
+mod gitops_manifests;
 mod modelarts_client;
 mod properties;
 mod simulator_keyless;

@@ -356,3 +356,26 @@ pub fn component_bin(name: &str) -> PathBuf {
     );
     PathBuf::from(String::from_utf8(output.stdout).expect("a path").trim())
 }
+
+/// Where Go's module cache holds `module` at the version that the Go module in `folder` (a path
+/// in the repository, such as `tests/go/flux`) pins; `go mod download` fetches it if the cache
+/// lacks it. The tests read upstream CRDs there rather than copies in the project.
+pub fn go_module_dir(folder: &str, module: &str) -> PathBuf {
+    let mut go = Command::new("go");
+    go.current_dir(repo_path(folder))
+        .env("GOFLAGS", "-mod=readonly")
+        .args(["mod", "download", "-json", module]);
+    // A module that needs a newer Go than the machine's names it in a `toolchain` line, which
+    // build-components.sh passes as GOTOOLCHAIN: so here.
+    let go_mod = std::fs::read_to_string(repo_path(folder).join("go.mod")).expect("go.mod");
+    if let Some(toolchain) = go_mod.lines().find_map(|l| l.strip_prefix("toolchain ")) {
+        go.env("GOTOOLCHAIN", toolchain.trim());
+    }
+    let output = run(&mut go).unwrap_or_else(|e| panic!("{e}"));
+    let info: Value = serde_json::from_str(&output).expect("go mod download -json prints JSON");
+    PathBuf::from(
+        info["Dir"]
+            .as_str()
+            .unwrap_or_else(|| panic!("go mod download names no folder for {module}: {info}")),
+    )
+}

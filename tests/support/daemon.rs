@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 /// How long a stopped process gets to exit after SIGTERM before it is killed.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// The shell of [`Daemon::spawn_for_the_binary`]: runs "$@" with stdin kept on fd 3 for a
+/// background `cat`, which ends when the test binary's end of the pipe closes and then stops it.
+/// (A background job's own stdin is /dev/null, hence the explicit fd.)
+const STOP_WHEN_STDIN_CLOSES: &str = r#"exec 3<&0 </dev/null
+"$@" &
+pid=$!
+{ cat <&3 >/dev/null; kill -TERM "$pid" 2>/dev/null; } &
+wait "$pid""#;
+
 /// A running process and its output, line by line (stdout and stderr interleaved).
 pub struct Daemon {
     name: String,
@@ -52,6 +61,30 @@ impl Daemon {
             lines,
             readers,
         }
+    }
+
+    /// Starts `command` as `name` for the whole test binary: a process kept in a `static`, which
+    /// is never dropped. A shell around it stops it (SIGTERM) when its stdin closes, which happens
+    /// when the test binary exits however it exits, and exits with it, so that
+    /// [`Daemon::assert_running`] still sees it die.
+    pub fn spawn_for_the_binary(name: &str, command: Command) -> Self {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(STOP_WHEN_STDIN_CLOSES)
+            .arg(name)
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => shell.env(key, value),
+                None => shell.env_remove(key),
+            };
+        }
+        if let Some(dir) = command.get_current_dir() {
+            shell.current_dir(dir);
+        }
+        Self::spawn(name, shell)
     }
 
     /// Every line of output so far.

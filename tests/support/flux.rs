@@ -16,7 +16,7 @@ use std::time::Duration;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::control_plane::{ControlPlane, component_bin, repo_path, run};
+use super::control_plane::{ControlPlane, component_bin, go_module_dir, repo_path, run};
 use super::daemon::Daemon;
 use super::faults::scratch_dir;
 use super::operator::free_address;
@@ -55,7 +55,7 @@ pub fn install_crds(plane: &ControlPlane) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         for module in CRD_MODULES {
-            let crds = module_dir(module).join(CRD_FOLDER);
+            let crds = go_module_dir("tests/go/flux", module).join(CRD_FOLDER);
             for args in [
                 vec!["apply", "--server-side", "--force-conflicts", "-f"],
                 vec!["wait", "--for=condition=Established", "--timeout=60s", "-f"],
@@ -64,22 +64,6 @@ pub fn install_crds(plane: &ControlPlane) {
             }
         }
     });
-}
-
-/// Where Go's module cache holds `module` at the version `tests/go/flux/go.mod` pins
-/// (`go mod download` fetches it if the cache lacks it).
-fn module_dir(module: &str) -> PathBuf {
-    let output = run(Command::new("go")
-        .current_dir(repo_path("tests/go/flux"))
-        .env("GOFLAGS", "-mod=readonly")
-        .args(["mod", "download", "-json", module]))
-    .unwrap_or_else(|e| panic!("{e}"));
-    let info: Value = serde_json::from_str(&output).expect("go mod download -json prints JSON");
-    PathBuf::from(
-        info["Dir"]
-            .as_str()
-            .unwrap_or_else(|| panic!("go mod download names no folder for {module}: {info}")),
-    )
 }
 
 /// source-controller and kustomize-controller, reconciling the Flux objects of one namespace.

@@ -1,9 +1,12 @@
 //! Support code shared by the integration tests.
 
+pub mod argocd;
 pub mod control_plane;
 pub mod daemon;
 pub mod faults;
 pub mod flux;
+pub mod fresh_crd;
+pub mod git_manifests;
 pub mod git_server;
 pub mod gitops;
 pub mod jwt;

@@ -345,3 +345,27 @@ pub fn example_counts() -> PoolCounts {
         deleting: Some(1),
     }
 }
+
+/// The managers of `watch`'s managedFields entries: (manager, operation, subresource, fields).
+pub fn managed_fields(watch: &Value) -> Vec<(String, String, String, Value)> {
+    watch["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .map(|entry| {
+            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+            (
+                text("manager"),
+                text("operation"),
+                text("subresource"),
+                entry["fieldsV1"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Whether a watch is Ready for its current generation.
+pub fn ready_now(watch: &PoolStatisticsWatch) -> bool {
+    has_condition(watch, "Ready", "True", "Synced")
+        && watch.status.as_ref().and_then(|s| s.observed_generation) == watch.metadata.generation
+}
