@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::flux::{self, KUSTOMIZE_MANAGER};
 use crate::support::operator::{eventually, has_condition};
