@@ -6,7 +6,6 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use poolwatch::simulator::{Api as SimulatorApi, Fault, FaultKind};
 use serde_json::json;
 
 use crate::support::argocd::{ARGOCD_STEP, health, resource, sync_status, synced_at, syncs};
@@ -55,14 +54,7 @@ async fn synced_and_healthy_only_after_the_operators_first_status(mode: DiffMode
     }
 
     // The operator starts; the slow watch's first answer takes a while.
-    fx.world.simulator.inject(
-        Fault::new(FaultKind::Latency {
-            millis: SLOW_FIRST_POLL.as_millis() as u64,
-        })
-        .on(SimulatorApi::Statistics)
-        .for_workspace("slow")
-        .times(1),
-    );
+    fx.world.slow_first_poll("slow", SLOW_FIRST_POLL);
     let fx = fx.start_operator();
     let waited_for_slow = Cell::new(false);
     let healthy = eventually("the Application to be Healthy", ARGOCD_STEP, || async {

@@ -2,8 +2,6 @@
 //! observe the new generation), an edit in the cluster (Flux reverts it; the operator's status
 //! and field ownership survive), and a watch removed from git (pruned; the operator forgets it).
 
-use std::time::Duration;
-
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
@@ -171,9 +169,6 @@ async fn an_edit_of_a_watch_spec_is_reverted_by_flux_and_the_operator_status_sur
     );
 }
 
-/// Two polls 30 s apart, with room for a loaded machine.
-const KEPT_TWO_POLLS: Duration = Duration::from_secs(100);
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_removed_from_git_is_pruned_and_the_operator_forgets_it() {
     let fx = FluxWorld::new("flux-prune").await.start_operator();
@@ -199,33 +194,7 @@ async fn a_watch_removed_from_git_is_pruned_and_the_operator_forgets_it() {
 
     let second = fx.commit(&[], &[watch_path("removed")], "Remove a watch");
     fx.reconcile_to(&second).await;
-    eventually("the removed watch to be deleted", FLUX_STEP, || async {
-        let watch = fx
-            .world
-            .watches
-            .get_opt("removed")
-            .await
-            .expect("read removed");
-        watch.is_none().then_some(())
-    })
-    .await;
-    eventually("the removed watch's series to go", FLUX_STEP, || async {
-        (!operator.metrics().await.contains(&series)).then_some(())
-    })
-    .await;
-    let polls_when_forgotten = fx.world.statistics_requests("removed");
-    // A whole interval later (the kept watch, polled every 30 s as the removed one was, has been
-    // polled twice more), the removed watch was not polled again.
-    let kept_polls = fx.world.statistics_requests("kept");
-    eventually(
-        "two more polls of the kept watch",
-        KEPT_TWO_POLLS,
-        || async { (fx.world.statistics_requests("kept") >= kept_polls + 2).then_some(()) },
-    )
-    .await;
-    assert_eq!(
-        fx.world.statistics_requests("removed"),
-        polls_when_forgotten,
-        "the operator still polls the pruned watch"
-    );
+    fx.world
+        .assert_pruned_watch_forgotten(&series, FLUX_STEP, || {})
+        .await;
 }

@@ -6,7 +6,6 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use poolwatch::simulator::{Api as SimulatorApi, Fault, FaultKind};
 use serde_json::{Value, json};
 
 use crate::support::flux::{self, flux_condition};
@@ -89,14 +88,7 @@ async fn a_kustomization_turns_ready_only_after_every_watch_has_shown_a_successf
     }
 
     // The operator starts; the slow watch's first answer takes several health polls.
-    fx.world.simulator.inject(
-        Fault::new(FaultKind::Latency {
-            millis: SLOW_FIRST_POLL.as_millis() as u64,
-        })
-        .on(SimulatorApi::Statistics)
-        .for_workspace("slow")
-        .times(1),
-    );
+    fx.world.slow_first_poll("slow", SLOW_FIRST_POLL);
     let fx = fx.start_operator();
     let slow_first_poll_seen = Cell::new(false);
     let kustomization = eventually("the Kustomization to be Ready", FLUX_STEP, || async {

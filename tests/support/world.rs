@@ -11,11 +11,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use poolwatch::api::{PoolCounts, PoolStatisticsWatch};
-use poolwatch::simulator::{Api as SimulatorApi, RequestFilter, SimulatedCounts, SimulatorHandle};
+use poolwatch::simulator::{
+    Api as SimulatorApi, Fault, FaultKind, RequestFilter, SimulatedCounts, SimulatorHandle,
+};
 use serde_json::{Value, json};
 
 use super::control_plane::{ControlPlane, TestNamespace};
-use super::operator::{Operator, has_condition, wait_for_watch};
+use super::operator::{Operator, eventually, has_condition, wait_for_watch};
 use super::simulator::{self, AK, PROJECT, SK};
 
 /// The name that stands for every watch where status writes are counted.
@@ -26,6 +28,9 @@ pub const SOON: Duration = Duration::from_secs(20);
 
 /// The log level operators start with.
 const LOG_LEVEL: &str = "poolwatch=debug,info";
+
+/// Two polls 30 s apart, with room for a loaded machine.
+const KEPT_TWO_POLLS: Duration = Duration::from_secs(100);
 
 /// A namespace with a simulator and the watches API; an operator once started.
 pub struct World {
@@ -234,6 +239,57 @@ impl World {
             PROJECT,
             workspace,
             SimulatedCounts::new(0, created, 0, 0, 1),
+        );
+    }
+
+    /// Makes the next statistics answer for `workspace` of the project take `delay`: a watch's slow
+    /// first poll, during which it is Reconciling.
+    pub fn slow_first_poll(&self, workspace: &str, delay: Duration) {
+        self.simulator.inject(
+            Fault::new(FaultKind::Latency {
+                millis: delay.as_millis() as u64,
+            })
+            .on(SimulatorApi::Statistics)
+            .for_workspace(workspace)
+            .times(1),
+        );
+    }
+
+    /// After a GitOps controller pruned watch `removed` (of workspace `removed`): waits, `step` at a
+    /// time, for it to be gone from the API server and its `series` from the operator's metrics,
+    /// then asserts that the operator no longer polls it while it polls watch `kept` (both every
+    /// 30 s) twice more. `alive` runs between tries (a controller that died explains itself).
+    pub async fn assert_pruned_watch_forgotten(
+        &self,
+        series: &str,
+        step: Duration,
+        alive: impl Fn(),
+    ) {
+        let operator = self.operator();
+        eventually("the removed watch to be deleted", step, || async {
+            alive();
+            let watch = self.watches.get_opt("removed").await.expect("read removed");
+            watch.is_none().then_some(())
+        })
+        .await;
+        eventually("the removed watch's series to go", step, || async {
+            (!operator.metrics().await.contains(series)).then_some(())
+        })
+        .await;
+        let polls_when_forgotten = self.statistics_requests("removed");
+        // A whole interval later (the kept watch, polled every 30 s as the removed one was, has been
+        // polled twice more), the removed watch was not polled again.
+        let kept_polls = self.statistics_requests("kept");
+        eventually(
+            "two more polls of the kept watch",
+            KEPT_TWO_POLLS,
+            || async { (self.statistics_requests("kept") >= kept_polls + 2).then_some(()) },
+        )
+        .await;
+        assert_eq!(
+            self.statistics_requests("removed"),
+            polls_when_forgotten,
+            "the operator still polls the pruned watch"
         );
     }
 
